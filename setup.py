@@ -37,7 +37,7 @@ class OptionalBuildExt(build_ext):
 
 
 def _extensions():
-    if not _want_extensions():
+    if not _want_extensions() or not os.path.exists("geanstalk/_core.pyx"):
         return []
     try:
         from Cython.Build import cythonize
