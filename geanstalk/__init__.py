@@ -1,0 +1,34 @@
+"""geanstalk: a beanstalkd-compatible work queue with a compiled core.
+
+The package root exports the core data structures only, so that importing
+geanstalk stays cheap (no asyncio); the server lives in its own modules.
+"""
+
+from .core import (
+    BURIED,
+    COMPILED,
+    DELAYED,
+    READY,
+    RESERVED,
+    STATE_NAMES,
+    Job,
+    JobHeap,
+    TubeHeap,
+    less,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BURIED",
+    "COMPILED",
+    "DELAYED",
+    "READY",
+    "RESERVED",
+    "STATE_NAMES",
+    "Job",
+    "JobHeap",
+    "TubeHeap",
+    "__version__",
+    "less",
+]

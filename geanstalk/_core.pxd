@@ -1,0 +1,73 @@
+# cython: language_level=3
+"""C-level layout of the core classes, for projects that cimport them.
+
+Job's fields are ordered widest first so the struct has no holes: with the
+GC header and object header it is 128 bytes on a 64-bit CPython 3.11. Job has
+no cdef methods on purpose: that would add a vtable pointer to every job.
+"""
+
+from cpython.object cimport PyObject
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
+
+
+cdef class Job:
+    cdef object _body
+    cdef public object tube
+    cdef public object reserver
+    cdef double _runnable_at
+    cdef double _created_at
+    cdef uint64_t _id
+    cdef uint32_t _priority
+    cdef uint32_t _ttr
+    cdef uint32_t _delay
+    cdef uint32_t _reserves
+    cdef uint32_t _timeouts
+    cdef uint32_t _releases
+    cdef uint32_t _buries
+    cdef uint32_t _kicks
+    cdef int32_t _file
+    # slot in the one JobHeap holding this job; -1 when in none
+    cdef int32_t _pos
+    cdef uint8_t _state
+    # 0 when runnable_at is None (the job sorts before every timed job)
+    cdef uint8_t _has_runnable_at
+
+
+cdef class JobHeap:
+    # borrowed pointers: the references are owned by _index, which the GC can see
+    cdef PyObject** _items
+    cdef Py_ssize_t _n
+    cdef Py_ssize_t _cap
+    cdef dict _index
+
+
+cdef class TubeHeap:
+    cdef list _slots
+    cdef dict _by_name
+
+
+cdef inline bint job_less(Job a, Job b) noexcept:
+    """Strict (runnable_at, priority, id) order; a job with no runnable_at sorts first."""
+    if a._has_runnable_at != b._has_runnable_at:
+        return a._has_runnable_at == 0
+    if a._has_runnable_at and a._runnable_at != b._runnable_at:
+        return a._runnable_at < b._runnable_at
+    if a._priority != b._priority:
+        return a._priority < b._priority
+    return a._id < b._id
+
+
+cdef inline Job heap_top(JobHeap heap):
+    """The heap's least job, or None when it is empty."""
+    if heap._n == 0:
+        return None
+    return <Job>heap._items[0]
+
+
+cdef inline bint heap_less(JobHeap a, JobHeap b) noexcept:
+    """Order of heaps by their top jobs; an empty heap sorts after every other."""
+    if a._n == 0:
+        return False
+    if b._n == 0:
+        return True
+    return job_less(<Job>a._items[0], <Job>b._items[0])

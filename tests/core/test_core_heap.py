@@ -1,0 +1,185 @@
+"""JobHeap behaviour, on both implementations."""
+
+from __future__ import annotations
+
+import random
+from types import ModuleType
+
+import pytest
+
+from geanstalk.errors import EmptyQueue, JobAlreadyExists, JobMissing
+
+
+def keys(jobs: list) -> list[tuple]:
+    return [(j.runnable_at is not None, j.runnable_at or 0.0, j.priority, j.id) for j in jobs]
+
+
+def drain(heap) -> list:
+    out = []
+    while heap:
+        out.append(heap.pop())
+    return out
+
+
+def test_ready_order_is_priority_then_id(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i, priority=p) for i, p in [(5, 2), (1, 2), (3, 0), (2, 7), (4, 0)]]
+    for job in jobs:
+        heap.push(job)
+    assert [j.id for j in drain(heap)] == [3, 4, 1, 5, 2]
+
+
+def test_delay_order_is_time_then_priority_then_id(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    spec = [(1, 9, 5.0), (2, 1, 5.0), (3, 1, 2.0), (4, 0, None), (5, 1, 5.0)]
+    for job_id, pri, when in spec:
+        heap.push(impl.Job(job_id, priority=pri, runnable_at=when))
+    assert [j.id for j in drain(heap)] == [4, 3, 2, 5, 1]
+
+
+def test_random_pushes_pop_sorted(impl: ModuleType) -> None:
+    rng = random.Random(7)
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i, priority=rng.randrange(5)) for i in range(1, 500)]
+    rng.shuffle(jobs)
+    for job in jobs:
+        heap.push(job)
+    assert len(heap) == len(jobs)
+    out = drain(heap)
+    assert keys(out) == sorted(keys(jobs))
+    assert all(j.heap_index == -1 for j in out)
+
+
+def test_update_moves_a_job_both_ways(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i, priority=10 * i) for i in range(1, 20)]
+    for job in jobs:
+        heap.push(job)
+    jobs[-1].priority = 0
+    heap.update(jobs[-1])
+    assert heap.peek() is jobs[-1]
+    jobs[-1].priority = 1000
+    heap.update(jobs[-1])
+    jobs[0].runnable_at = 1.0
+    heap.update(jobs[0])
+    assert [j.id for j in drain(heap)] == [*range(2, 20), 1]
+
+
+def test_remove_and_remove_by_id(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i, priority=i % 4) for i in range(1, 50)]
+    for job in jobs:
+        heap.push(job)
+    heap.remove(jobs[10])
+    assert heap.remove_by_id(20) is jobs[19]
+    assert jobs[10] not in heap and 20 not in heap and jobs[10].heap_index == -1
+    assert len(heap) == 47
+    rest = [j for j in jobs if j.id not in (11, 20)]
+    assert keys(drain(heap)) == sorted(keys(rest))
+
+
+def test_remove_last_and_only(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    job = impl.Job(1)
+    heap.push(job)
+    heap.remove(job)
+    assert len(heap) == 0 and not heap
+    with pytest.raises(EmptyQueue):
+        heap.peek()
+
+
+def test_errors(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    with pytest.raises(EmptyQueue):
+        heap.pop()
+    with pytest.raises(EmptyQueue):
+        heap.peek()
+    job = impl.Job(1)
+    with pytest.raises(JobMissing):
+        heap.update(job)
+    with pytest.raises(JobMissing):
+        heap.remove(job)
+    with pytest.raises(JobMissing):
+        heap.remove_by_id(1)
+    heap.push(job)
+    with pytest.raises(JobAlreadyExists):
+        heap.push(job)
+    with pytest.raises(JobAlreadyExists):
+        heap.push(impl.Job(1))  # same id, another object
+    other = impl.JobHeap()
+    with pytest.raises(JobAlreadyExists):
+        other.push(job)  # a job lives in one heap at a time
+    with pytest.raises(JobMissing):
+        other.update(job)
+    with pytest.raises(JobMissing):
+        other.remove(job)
+    assert len(heap) == 1 and len(other) == 0
+
+
+def test_errors_are_the_documented_base_classes(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    with pytest.raises(IndexError):
+        heap.pop()
+    with pytest.raises(KeyError):
+        heap.remove_by_id(3)
+
+
+def test_wrong_types_are_type_errors(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    for call in (heap.push, heap.update, heap.remove):
+        with pytest.raises(TypeError):
+            call(object())
+    for bad in ("1", 1.0, True, None):
+        with pytest.raises(TypeError):
+            heap.remove_by_id(bad)
+        with pytest.raises(TypeError):
+            heap.get(bad)
+
+
+def test_get_and_contains(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    job = impl.Job(42)
+    heap.push(job)
+    assert heap.get(42) is job
+    assert heap.get(43) is None
+    assert heap.get(43, job) is job
+    assert heap.get(-1) is None and heap.get(2**70) is None
+    assert job in heap and 42 in heap
+    assert 43 not in heap and impl.Job(42) not in heap
+    assert "42" not in heap and None not in heap and True not in heap
+
+
+def test_a_popped_job_can_move_to_another_heap(impl: ModuleType) -> None:
+    a, b = impl.JobHeap(), impl.JobHeap()
+    job = impl.Job(1)
+    a.push(job)
+    b.push(a.pop())
+    assert b.peek() is job and job not in a
+    b.remove_by_id(1)
+    a.push(job)
+    assert a.peek() is job
+
+
+def test_iteration_is_a_snapshot(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i) for i in range(10)]
+    for job in jobs:
+        heap.push(job)
+    seen = []
+    for job in heap:
+        seen.append(job)
+        heap.remove(job)
+    assert sorted(j.id for j in seen) == list(range(10))
+    assert len(heap) == 0
+
+
+def test_clear(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i) for i in range(100)]
+    for job in jobs:
+        heap.push(job)
+    heap.clear()
+    assert len(heap) == 0 and list(heap) == [] and 5 not in heap
+    assert all(j.heap_index == -1 for j in jobs)
+    heap.push(jobs[3])
+    assert heap.pop() is jobs[3]
