@@ -1,0 +1,584 @@
+"""The write-ahead log behind `-b DIR`: append, fsync policy, replay, compaction.
+
+The server calls put/update/delete as jobs change, then holds the reply
+until wait_durable() says the record is stored per the fsync policy, so no
+acknowledged change can be lost. Appends are buffered and written with one
+os.write per event-loop iteration; fsync runs on a helper thread so the loop
+keeps serving, and with `-f 0` the records that arrive while one fsync is in
+flight are committed together by the next (group commit).
+
+Space: each live job is anchored in the file holding its latest full job
+record; files are deleted oldest first once no live job is anchored there.
+When the directory grows past twice the live data plus one file, live jobs
+of the oldest file are copied forward in small steps until it can go.
+docs/BINLOG.md has the byte layout and the algorithm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import heapq
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from . import binlog_format as fmt
+from .binlog_replay import file_name, replay
+from .errors import BinlogError
+
+# One compaction step copies at most this much before yielding to the loop.
+_STEP_RECORDS = 256
+_STEP_BYTES = 256 * 1024
+
+
+class _File:
+    __slots__ = ("live", "number", "release_seq", "size")
+
+    def __init__(self, number: int, size: int) -> None:
+        self.number = number
+        self.size = size
+        self.live: set[int] = set()  # ids of live jobs whose job record is here
+        self.release_seq = 0  # the file may go once records up to this are synced
+
+
+class _Live:
+    __slots__ = ("file", "image", "job", "size")
+
+    def __init__(self, image: fmt.JobImage, file: int, size: int, job: Any) -> None:
+        self.image = image
+        self.file = file
+        self.size = size
+        self.job = job
+
+
+def _tube_name(tube: Any) -> bytes:
+    name = getattr(tube, "name", tube)
+    if isinstance(name, str):
+        return name.encode("ascii")
+    if not isinstance(name, bytes):
+        raise TypeError(f"job.tube must be a tube or its name, not {type(tube).__name__}")
+    return name
+
+
+def _sync_files(closing: list[int], current: int | None, directory: int | None) -> None:
+    """Runs on the helper thread: fsync everything written, close rotated-away files."""
+    for fd in closing:
+        os.fsync(fd)
+        os.close(fd)
+    if current is not None:
+        os.fsync(current)
+    if directory is not None:
+        os.fsync(directory)
+
+
+class Binlog:
+    """One binlog directory, held under an exclusive lock for the process's life."""
+
+    def __init__(
+        self,
+        directory: str,
+        fsync_ms: int | None,
+        file_size: int,
+        loop: asyncio.AbstractEventLoop,
+        lock_fd: int,
+        dir_fd: int,
+    ) -> None:
+        self._dir = directory
+        self._fsync_ms = fsync_ms
+        self._file_size = file_size
+        self._loop = loop
+        self._lock_fd = lock_fd
+        self._dir_fd = dir_fd
+        self._recovered = False
+        self._closed = False
+
+        self._files: dict[int, _File] = {}  # oldest first
+        self._cur: _File | None = None
+        self._fd = -1
+        self._live: dict[int, _Live] = {}
+        self._live_bytes = 0
+        self._disk_bytes = 0
+        self._max_id = 0
+        self._order = 0
+
+        self._buf: list[bytes] = []
+        self._seq = 0  # last appended record
+        self._written = 0  # last record handed to the kernel
+        self._synced = 0  # last record covered by an fsync (or written, with -F)
+        self._durable = 0
+        self._waiters: list[tuple[int, int, Callable[[], object]]] = []
+        self._tiebreak = itertools.count()
+
+        self._flush_handle: asyncio.Handle | None = None
+        self._compact_handle: asyncio.Handle | None = None
+        self._sync_timer: asyncio.TimerHandle | None = None
+        self._sync_future: asyncio.Future[None] | None = None
+        self._last_sync = 0.0
+        self._unsynced_fds: list[int] = []  # rotated-away files awaiting their fsync
+        self._dir_dirty = False
+        self._executor: ThreadPoolExecutor | None = None
+
+        self._records_written = 0
+        self._records_migrated = 0
+
+    # --- opening and recovery ------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        fsync_ms: int | None,
+        file_size: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Binlog:
+        if fsync_ms is not None and fsync_ms < 0:
+            raise BinlogError(f"fsync interval must be >= 0 ms, got {fsync_ms}")
+        if file_size <= 0:
+            raise BinlogError(f"binlog file size must be positive, got {file_size}")
+        if not os.path.isdir(directory):
+            why = "is not a directory" if os.path.exists(directory) else "does not exist"
+            raise BinlogError(f"binlog directory {directory} {why}")
+        if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+            raise BinlogError(f"binlog directory {directory} is not readable and writable")
+        lock_path = os.path.join(directory, "lock")
+        try:
+            lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise BinlogError(
+                f"cannot create binlog lock file {lock_path}: {exc.strerror}"
+            ) from exc
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(lock_fd)
+            raise BinlogError(
+                f"binlog directory {directory} is in use by another server "
+                f"(cannot lock {lock_path}: {exc.strerror})"
+            ) from exc
+        try:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            os.close(lock_fd)
+            raise BinlogError(f"cannot open binlog directory {directory}: {exc.strerror}") from exc
+        return cls(directory, fsync_ms, file_size, loop, lock_fd, dir_fd)
+
+    def recover(self) -> tuple[list[Any], int]:
+        """Every live job as last journaled (wall-clock times), and the next job id."""
+        from .core import BURIED, DELAYED, READY, Job
+
+        if self._recovered:
+            raise BinlogError("recover() may be called only once")
+        found = replay(self._dir)
+        for number, size in found.files:
+            self._files[number] = _File(number, size)
+            self._disk_bytes += size
+        self._max_id = found.max_id
+        self._order = found.max_order
+        states = {fmt.READY: READY, fmt.DELAYED: DELAYED, fmt.RESERVED: READY, fmt.BURIED: BURIED}
+        jobs = []
+        for image, number in sorted(found.live.values(), key=lambda e: e[0].order):
+            state = states[image.state]
+            job = Job(
+                image.id,
+                priority=image.priority,
+                runnable_at=image.runnable_at if state == DELAYED else None,
+                ttr=image.ttr,
+                body=image.body,
+                delay=image.delay,
+                created_at=image.created_at,
+            )
+            job.state = state
+            job.tube = image.tube
+            job.reserves, job.timeouts, job.releases, job.buries, job.kicks = image.counters
+            job.file = number
+            size = image.job_record_size()
+            self._live[image.id] = _Live(image, number, size, job)
+            self._files[number].live.add(image.id)
+            self._live_bytes += size
+            jobs.append(job)
+        if self._files:
+            self._cur = self._files[max(self._files)]
+            path = self._path(self._cur.number)
+            try:
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except OSError as exc:
+                raise BinlogError(f"cannot open binlog file {path}: {exc.strerror}") from exc
+        else:
+            self._new_file(found.last_number + 1, during_open=True)
+        self._recovered = True
+        self._maybe_compact()
+        return jobs, self._max_id + 1
+
+    # --- appending -----------------------------------------------------------------
+
+    def put(self, job: Any) -> None:
+        self._check_open()
+        off = time.time() - time.monotonic()
+        image = fmt.JobImage(
+            job.id,
+            self._next_order(),
+            job.priority,
+            job.ttr,
+            job.delay,
+            job.state,
+            job.created_at + off,
+            self._wall_runnable(job, off),
+            (job.reserves, job.timeouts, job.releases, job.buries, job.kicks),
+            _tube_name(job.tube),
+            job.body,
+        )
+        record = fmt.encode_job(image)
+        seq, number = self._append(record)
+        self._max_id = max(self._max_id, job.id)
+        old = self._live.get(job.id)
+        if old is not None:
+            self._unanchor(job.id, old, seq)
+        self._live[job.id] = _Live(image, number, len(record), job)
+        self._files[number].live.add(job.id)
+        self._live_bytes += len(record)
+        job.file = number
+
+    def update(self, job: Any) -> None:
+        self._check_open()
+        entry = self._live.get(job.id)
+        if entry is None:
+            self.put(job)
+            return
+        off = time.time() - time.monotonic()
+        entry.image.set_state(
+            self._next_order(),
+            job.priority,
+            job.ttr,
+            job.delay,
+            job.state,
+            self._wall_runnable(job, off),
+            (job.reserves, job.timeouts, job.releases, job.buries, job.kicks),
+        )
+        entry.job = job
+        self._append(fmt.encode_update(entry.image))
+
+    def delete(self, job: Any) -> None:
+        self._check_open()
+        job_id = job if isinstance(job, int) else job.id
+        entry = self._live.pop(job_id, None)
+        if entry is None:
+            return
+        seq, _ = self._append(fmt.encode_delete(job_id))
+        self._unanchor(job_id, entry, seq)
+
+    def _unanchor(self, job_id: int, entry: _Live, seq: int) -> None:
+        """The job no longer needs its file once the record at seq is synced."""
+        old = self._files[entry.file]
+        old.live.discard(job_id)
+        old.release_seq = max(old.release_seq, seq)
+        self._live_bytes -= entry.size
+
+    @staticmethod
+    def _wall_runnable(job: Any, off: float) -> float | None:
+        if job.state == fmt.DELAYED and job.runnable_at is not None:
+            return float(job.runnable_at + off)
+        return None
+
+    def _next_order(self) -> int:
+        self._order += 1
+        return self._order
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BinlogError("binlog is closed")
+        if not self._recovered:
+            raise BinlogError("binlog: recover() must run before the first append")
+
+    def _append(self, record: bytes) -> tuple[int, int]:
+        """Buffer one record; its seq and the number of the file it lands in."""
+        cur = self._cur
+        assert cur is not None
+        if cur.size + len(record) > self._file_size and cur.size > fmt.HEADER_SIZE:
+            self._rotate()
+            cur = self._cur
+            assert cur is not None
+        self._buf.append(record)
+        cur.size += len(record)
+        self._disk_bytes += len(record)
+        self._seq += 1
+        self._records_written += 1
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return self._seq, cur.number
+
+    def _rotate(self) -> None:
+        assert self._cur is not None
+        self._write_buffer()
+        if self._fsync_ms is None:
+            os.close(self._fd)
+        else:
+            self._unsynced_fds.append(self._fd)
+        self._new_file(self._cur.number + 1, during_open=False)
+
+    def _new_file(self, number: int, during_open: bool) -> None:
+        path = self._path(number)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        try:
+            self._fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            if during_open:
+                raise BinlogError(f"cannot create binlog file {path}: {exc.strerror}") from exc
+            self._fatal("create", path, exc)
+        self._buf.append(fmt.encode_header(self._max_id))
+        self._cur = self._files[number] = _File(number, fmt.HEADER_SIZE)
+        self._disk_bytes += fmt.HEADER_SIZE
+        self._dir_dirty = True
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _path(self, number: int) -> str:
+        return os.path.join(self._dir, file_name(number))
+
+    # --- writing and syncing -------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._write_buffer()
+        if self._fsync_ms != 0 and self._written > self._durable:
+            self._set_durable(self._written)
+        if self._fsync_ms is None:
+            self._synced = self._written
+            self._release_files()
+        elif self._written > self._synced or self._unsynced_fds:
+            self._want_sync()
+        self._maybe_compact()
+
+    def _write_buffer(self) -> None:
+        if not self._buf:
+            return
+        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+        self._buf.clear()
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._fd, view)
+            except OSError as exc:
+                assert self._cur is not None
+                self._fatal("write", self._path(self._cur.number), exc)
+            view = view[n:]
+        self._written = self._seq
+
+    def _want_sync(self) -> None:
+        if self._sync_future is not None or self._sync_timer is not None or self._closed:
+            return
+        if self._fsync_ms == 0:
+            self._start_sync()
+            return
+        assert self._fsync_ms is not None
+        delay = self._last_sync + self._fsync_ms / 1000 - time.monotonic()
+        self._sync_timer = self._loop.call_later(max(delay, 0.0), self._start_sync)
+
+    def _start_sync(self) -> None:
+        self._sync_timer = None
+        if self._sync_future is not None or self._closed:
+            return
+        target = self._written
+        closing, self._unsynced_fds = self._unsynced_fds, []
+        dir_fd = self._dir_fd if self._dir_dirty else None
+        self._dir_dirty = False
+        future = self._loop.run_in_executor(self._helper(), _sync_files, closing, self._fd, dir_fd)
+        self._sync_future = future
+        future.add_done_callback(lambda f: self._sync_done(f, target))
+
+    def _sync_done(self, future: asyncio.Future[None], target: int) -> None:
+        self._sync_future = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            assert self._cur is not None
+            self._fatal("fsync", self._path(self._cur.number), exc)
+        self._last_sync = time.monotonic()
+        self._synced = max(self._synced, target)
+        if self._fsync_ms == 0:
+            self._set_durable(self._synced)
+        self._release_files()
+        if self._written > self._synced or self._unsynced_fds:
+            self._want_sync()
+        self._maybe_compact()
+
+    def _helper(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binlog-fsync")
+        return self._executor
+
+    def _fatal(self, op: str, path: str, exc: BaseException) -> None:
+        """Stop at once: a reply for a record that is not stored must never go out."""
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                f"geanstalk: binlog {op} failed on {path}: {detail}; "
+                "stopping so that no unlogged change is acknowledged\n"
+            )
+            sys.stderr.flush()
+        os._exit(1)
+
+    # --- durability ----------------------------------------------------------------
+
+    def pending(self) -> int:
+        return self._seq
+
+    def durable(self) -> int:
+        return self._durable
+
+    def wait_durable(self, seq: int, callback: Callable[[], object]) -> None:
+        if seq <= self._durable:
+            self._loop.call_soon(callback)
+        else:
+            heapq.heappush(self._waiters, (seq, next(self._tiebreak), callback))
+
+    def _set_durable(self, seq: int) -> None:
+        self._durable = seq
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= seq:
+            callback = heapq.heappop(waiters)[2]
+            try:
+                callback()
+            except Exception as exc:
+                self._loop.call_exception_handler(
+                    {"message": "binlog durability callback failed", "exception": exc}
+                )
+
+    # --- reclaiming space ----------------------------------------------------------
+
+    def _release_files(self) -> None:
+        """Delete the oldest files while no live job needs them and their successors are synced."""
+        while self._files:
+            oldest = next(iter(self._files.values()))
+            if oldest is self._cur or oldest.live or oldest.release_seq > self._synced:
+                return
+            try:
+                os.unlink(self._path(oldest.number))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                sys.stderr.write(f"geanstalk: cannot remove old binlog file: {exc}\n")
+                return
+            del self._files[oldest.number]
+            self._disk_bytes -= oldest.size
+            self._dir_dirty = True
+
+    def _compaction_target(self) -> _File | None:
+        """The oldest file with live jobs, if the directory is over its budget."""
+        waiting = 0
+        target = None
+        for f in self._files.values():
+            if f is self._cur:
+                return None
+            if f.live:
+                target = f
+                break
+            waiting += f.size  # goes as soon as the records that emptied it are synced
+        if target is None:
+            return None
+        if self._disk_bytes - waiting <= 2 * self._live_bytes + self._file_size:
+            return None
+        return target
+
+    def _maybe_compact(self) -> None:
+        if self._compact_handle is not None or self._closed or not self._recovered:
+            return
+        if self._compaction_target() is not None:
+            self._compact_handle = self._loop.call_soon(self._compact_step)
+
+    def _compact_step(self) -> None:
+        """Copy a bounded batch of the oldest file's live jobs to the current file."""
+        self._compact_handle = None
+        target = self._compaction_target()
+        if target is None or self._closed:
+            return
+        records = moved = 0
+        while target.live and records < _STEP_RECORDS and moved < _STEP_BYTES:
+            job_id = target.live.pop()
+            entry = self._live[job_id]
+            record = fmt.encode_job(entry.image)
+            seq, number = self._append(record)
+            self._files[number].live.add(job_id)
+            entry.file = number
+            target.release_seq = max(target.release_seq, seq)
+            if entry.job is not None:
+                with contextlib.suppress(Exception):
+                    entry.job.file = number
+            self._records_migrated += 1
+            records += 1
+            moved += len(record)
+        self._maybe_compact()
+
+    # --- reporting and shutdown ----------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "binlog-oldest-index": next(iter(self._files), 0),
+            "binlog-current-index": self._cur.number if self._cur is not None else 0,
+            "binlog-records-migrated": self._records_migrated,
+            "binlog-records-written": self._records_written,
+            "binlog-max-size": self._file_size,
+        }
+
+    async def close(self) -> None:
+        """Write what is buffered, fsync it (unless -F), release the lock."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in (self._flush_handle, self._compact_handle, self._sync_timer):
+            if handle is not None:
+                handle.cancel()
+        self._flush_handle = self._compact_handle = self._sync_timer = None
+        if self._cur is not None:
+            self._write_buffer()
+        while self._sync_future is not None:
+            await asyncio.wait([self._sync_future])
+        if self._fd >= 0:
+            if self._fsync_ms is not None:
+                closing, self._unsynced_fds = self._unsynced_fds, []
+                try:
+                    await self._loop.run_in_executor(
+                        self._helper(), _sync_files, closing, self._fd, self._dir_fd
+                    )
+                except OSError as exc:
+                    assert self._cur is not None
+                    self._fatal("fsync", self._path(self._cur.number), exc)
+            self._synced = self._written
+            self._release_files()
+            os.close(self._fd)
+            self._fd = -1
+        self._set_durable(self._written)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        os.close(self._dir_fd)
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        os.close(self._lock_fd)
+
+    # --- for tests and tools -------------------------------------------------------
+
+    def busy(self) -> bool:
+        """Whether a write, fsync or compaction step is still to come."""
+        return any(
+            (
+                self._buf,
+                self._flush_handle,
+                self._compact_handle,
+                self._sync_timer,
+                self._sync_future,
+            )
+        )
+
+    def disk_bytes(self) -> int:
+        """Bytes the log's files take (including what is buffered)."""
+        return self._disk_bytes
+
+    def live_bytes(self) -> int:
+        """Bytes of the live jobs' full records: the floor compaction aims at."""
+        return self._live_bytes

@@ -1,0 +1,165 @@
+"""Reading a binlog directory back: which jobs are live, and in what state.
+
+Replay is the only reader of the log, so it is also where damage is judged:
+the end of the newest file may be torn by a crash in the middle of a write
+(it is cut off with a warning, since no reply for it can have gone out),
+while damage anywhere else means the disk lost data we had acknowledged, and
+the server must refuse to start rather than silently drop jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+
+from .binlog_format import (
+    DELETE,
+    HEADER_SIZE,
+    JOB,
+    PREFIX_SIZE,
+    FormatError,
+    JobImage,
+    NewerVersion,
+    Truncated,
+    decode_header,
+    decode_record,
+)
+from .errors import BinlogCorrupt, BinlogError
+
+log = logging.getLogger("geanstalk.binlog")
+
+_NAME = re.compile(r"binlog\.([1-9][0-9]*)\Z")
+
+
+@dataclass
+class Replay:
+    """The log's content: live jobs (by id, with the file of their job record)."""
+
+    live: dict[int, tuple[JobImage, int]] = field(default_factory=dict)
+    files: list[tuple[int, int]] = field(default_factory=list)  # (number, size), oldest first
+    max_id: int = 0
+    max_order: int = 0
+    last_number: int = 0  # highest file number seen, even one dropped as torn
+
+
+def file_name(number: int) -> str:
+    return f"binlog.{number}"
+
+
+def list_files(directory: str) -> list[int]:
+    """Numbers of the binlog files in directory, oldest first."""
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        raise BinlogError(f"cannot list binlog directory {directory}: {exc.strerror}") from exc
+    numbers = []
+    for name in names:
+        match = _NAME.match(name)
+        if match:
+            numbers.append(int(match.group(1)))
+    return sorted(numbers)
+
+
+def replay(directory: str) -> Replay:
+    result = Replay()
+    numbers = list_files(directory)
+    result.last_number = numbers[-1] if numbers else 0
+    for i, number in enumerate(numbers):
+        path = os.path.join(directory, file_name(number))
+        size = _replay_file(path, number, i == len(numbers) - 1, result)
+        if size is not None:
+            result.files.append((number, size))
+    return result
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise BinlogError(f"cannot read binlog file {path}: {exc.strerror}") from exc
+
+
+def _replay_file(path: str, number: int, last: bool, result: Replay) -> int | None:
+    """Apply one file's records; its valid size, or None when it was dropped."""
+    data = _read(path)
+    view = memoryview(data)
+    try:
+        result.max_id = max(result.max_id, decode_header(view))
+    except NewerVersion as exc:
+        raise BinlogError(f"{path} was written by a newer geanstalk: {exc}") from exc
+    except FormatError as exc:
+        if last and (isinstance(exc, Truncated) or not any(data)):
+            log.warning("binlog: %s: torn file header (%d bytes) removed", path, len(data))
+            _remove(path)
+            return None
+        raise BinlogCorrupt(path, 0, str(exc)) from exc
+    offset = HEADER_SIZE
+    while offset < len(data):
+        try:
+            record, next_offset = decode_record(view, offset)
+        except FormatError as exc:
+            if last and _is_torn_tail(view, offset, exc):
+                log.warning(
+                    "binlog: %s: torn last record at offset %d (%s); truncated %d bytes",
+                    path,
+                    offset,
+                    exc,
+                    len(data) - offset,
+                )
+                _truncate(path, offset)
+                return offset
+            raise BinlogCorrupt(path, offset, str(exc)) from exc
+        _apply(record, number, result)
+        offset = next_offset
+    return offset
+
+
+def _is_torn_tail(view: memoryview, offset: int, exc: FormatError) -> bool:
+    """A crash mid-write leaves a short record, or a whole-looking last one that fails.
+
+    Zero-filled tails count too: a file system may extend a file before the
+    data lands. A record that fails but has more records after it is damage.
+    """
+    if isinstance(exc, Truncated) or not any(view[offset:]):
+        return True
+    length = int.from_bytes(view[offset : offset + 4], "little")
+    return offset + PREFIX_SIZE + length == len(view)
+
+
+def _apply(record: tuple[int, object], number: int, result: Replay) -> None:
+    kind, value = record
+    if kind == JOB:
+        assert isinstance(value, JobImage)
+        result.live[value.id] = (value, number)
+        result.max_id = max(result.max_id, value.id)
+        result.max_order = max(result.max_order, value.order)
+    elif kind == DELETE:
+        assert isinstance(value, int)
+        result.live.pop(value, None)
+        result.max_id = max(result.max_id, value)
+    else:
+        job_id, order, priority, ttr, delay, state, runnable_at, counters = value  # type: ignore[misc]
+        result.max_id = max(result.max_id, job_id)
+        result.max_order = max(result.max_order, order)
+        entry = result.live.get(job_id)
+        # An update whose job record is gone belongs to a job deleted later:
+        # files are only removed oldest first, once none of their jobs is live.
+        if entry is not None:
+            entry[0].set_state(order, priority, ttr, delay, state, runnable_at, counters)
+
+
+def _truncate(path: str, size: int) -> None:
+    try:
+        os.truncate(path, size)
+    except OSError as exc:
+        raise BinlogError(f"cannot truncate torn binlog file {path}: {exc.strerror}") from exc
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        raise BinlogError(f"cannot remove torn binlog file {path}: {exc.strerror}") from exc

@@ -1,0 +1,38 @@
+"""Fixtures for the binlog tests: a private event loop and logs opened in tmp dirs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from geanstalk.binlog import Binlog
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def open_log(
+    loop: asyncio.AbstractEventLoop, tmp_path: Any
+) -> Iterator[Callable[..., tuple[Binlog, list[Any], int]]]:
+    """open_log(fsync_ms=None, file_size=...) -> (log, recovered jobs, next id); closed at teardown."""
+    opened: list[Binlog] = []
+
+    def _open(
+        fsync_ms: int | None = None, file_size: int = 10485760, directory: str | None = None
+    ) -> tuple[Binlog, list[Any], int]:
+        log = Binlog.open(directory or str(tmp_path), fsync_ms, file_size, loop)
+        opened.append(log)
+        jobs, next_id = log.recover()
+        return log, jobs, next_id
+
+    yield _open
+    for log in opened:
+        loop.run_until_complete(log.close())
