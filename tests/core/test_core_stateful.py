@@ -1,0 +1,269 @@
+"""Random operation sequences against a model, with hypothesis state machines.
+
+Three machines: JobHeap against a plain list model, TubeHeap against a dict of
+lists, and the compiled JobHeap against the pure one on the same sequence.
+The first two run on both implementations through the ``impl`` fixture.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+from heap_checks import check_heap, sort_key
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from geanstalk import _core_py
+from geanstalk.errors import EmptyQueue, JobAlreadyExists, JobMissing, QueueMissing
+
+SETTINGS = settings(
+    max_examples=120,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# Few distinct values, so ties (equal times, equal priorities) are common.
+priorities = st.sampled_from([0, 1, 2, 1024, 2**32 - 1])
+times = st.one_of(st.none(), st.sampled_from([0.0, 1.0, 1.5, 2.0, 1e9]))
+
+
+def jobheap_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
+    class JobHeapMachine(RuleBasedStateMachine):
+        """A JobHeap against a model: the set of jobs it should hold."""
+
+        jobs = Bundle("jobs")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.heap = impl.JobHeap()
+            self.model: dict[int, Any] = {}
+            self.next_id = 1
+
+        def least(self) -> Any:
+            return min(self.model.values(), key=sort_key)
+
+        @rule(target=jobs, pri=priorities, when=times)
+        def push(self, pri: int, when: float | None) -> Any:
+            job = impl.Job(self.next_id, priority=pri, runnable_at=when)
+            self.next_id += 1
+            self.heap.push(job)
+            self.model[job.id] = job
+            return job
+
+        @rule(job=jobs)
+        def push_again(self, job: Any) -> None:
+            if job.id in self.model:
+                with pytest.raises(JobAlreadyExists):
+                    self.heap.push(job)
+                with pytest.raises(JobAlreadyExists):
+                    self.heap.push(impl.Job(job.id))
+            else:
+                self.heap.push(job)
+                self.model[job.id] = job
+
+        @rule()
+        def pop(self) -> None:
+            if not self.model:
+                with pytest.raises(EmptyQueue):
+                    self.heap.pop()
+                return
+            expected = self.least()
+            assert self.heap.pop() is expected
+            assert expected.heap_index == -1
+            del self.model[expected.id]
+
+        @rule()
+        def peek(self) -> None:
+            if not self.model:
+                with pytest.raises(EmptyQueue):
+                    self.heap.peek()
+            else:
+                assert self.heap.peek() is self.least()
+
+        @rule(job=jobs, pri=priorities, when=times)
+        def update(self, job: Any, pri: int, when: float | None) -> None:
+            job.priority = pri
+            job.runnable_at = when
+            if job.id in self.model:
+                self.heap.update(job)
+            else:
+                with pytest.raises(JobMissing):
+                    self.heap.update(job)
+
+        @rule(job=jobs)
+        def remove(self, job: Any) -> None:
+            if job.id in self.model:
+                self.heap.remove(job)
+                del self.model[job.id]
+                assert job.heap_index == -1
+            else:
+                with pytest.raises(JobMissing):
+                    self.heap.remove(job)
+
+        @rule(job=consumes(jobs))
+        def remove_by_id(self, job: Any) -> None:
+            if job.id in self.model:
+                assert self.heap.remove_by_id(job.id) is job
+                del self.model[job.id]
+            else:
+                with pytest.raises(JobMissing):
+                    self.heap.remove_by_id(job.id)
+
+        @precondition(lambda self: len(self.model) > 10)
+        @rule()
+        def clear(self) -> None:
+            self.heap.clear()
+            self.model.clear()
+
+        @invariant()
+        def matches_model(self) -> None:
+            items = check_heap(impl, self.heap)
+            assert {job.id for job in items} == set(self.model)
+
+    return JobHeapMachine
+
+
+def tubeheap_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
+    names = st.sampled_from(["a", "b", "c", "d", "e"])
+
+    class TubeHeapMachine(RuleBasedStateMachine):
+        """A TubeHeap whose member heaps change, against a dict of heaps."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.tubes = impl.TubeHeap()
+            self.model: dict[str, Any] = {}
+            self.next_id = 1
+
+        @rule(name=names)
+        def add(self, name: str) -> None:
+            heap = impl.JobHeap()
+            if name in self.model:
+                with pytest.raises(KeyError):
+                    self.tubes.push(name, heap)
+            else:
+                self.tubes.push(name, heap)
+                self.model[name] = heap
+
+        @rule(name=names, pri=priorities, when=times)
+        def put(self, name: str, pri: int, when: float | None) -> None:
+            if name in self.model:
+                self.model[name].push(impl.Job(self.next_id, priority=pri, runnable_at=when))
+                self.next_id += 1
+                self.tubes.fix(name)
+
+        @rule(name=names)
+        def take(self, name: str) -> None:
+            if name not in self.model:
+                with pytest.raises(QueueMissing):
+                    self.tubes.fix(name)
+            elif self.model[name]:
+                self.model[name].pop()
+                self.tubes.fix(name)
+
+        @rule(name=names)
+        def drop(self, name: str) -> None:
+            if name in self.model:
+                assert self.tubes.remove(name) is self.model.pop(name)
+            else:
+                with pytest.raises(QueueMissing):
+                    self.tubes.remove(name)
+
+        @invariant()
+        def peek_is_the_least_top(self) -> None:
+            assert len(self.tubes) == len(self.model)
+            assert sorted(self.tubes) == sorted(self.model)
+            tops = [heap.peek() for heap in self.model.values() if heap]
+            if not tops:
+                with pytest.raises(EmptyQueue):
+                    self.tubes.peek()
+                return
+            name, heap = self.tubes.peek()
+            assert self.model[name] is heap
+            assert heap.peek() is min(tops, key=sort_key)
+
+    return TubeHeapMachine
+
+
+def twin_machine(compiled: ModuleType) -> type[RuleBasedStateMachine]:
+    class TwinMachine(RuleBasedStateMachine):
+        """The compiled heap and the pure heap, fed the same operations, agree."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.heaps = (compiled.JobHeap(), _core_py.JobHeap())
+            self.jobs: dict[int, tuple[Any, Any]] = {}
+            self.next_id = 1
+
+        def both(self, method: str, *args_per_heap: tuple) -> list:
+            results = []
+            for heap, args in zip(self.heaps, args_per_heap or ((), ()), strict=True):
+                try:
+                    results.append(("ok", getattr(heap, method)(*args)))
+                except Exception as exc:  # the exception type is the result
+                    results.append(("error", type(exc)))
+            kinds = [r[0] for r in results]
+            assert kinds[0] == kinds[1], results
+            if kinds[0] == "error":
+                assert results[0][1] is results[1][1], results
+            return results
+
+        @rule(pri=priorities, when=times)
+        def push(self, pri: int, when: float | None) -> None:
+            pair = tuple(
+                m.Job(self.next_id, priority=pri, runnable_at=when) for m in (compiled, _core_py)
+            )
+            self.jobs[self.next_id] = pair  # type: ignore[assignment]
+            self.next_id += 1
+            self.both("push", (pair[0],), (pair[1],))
+
+        @rule()
+        def pop(self) -> None:
+            results = self.both("pop")
+            if results[0][0] == "ok":
+                assert results[0][1].id == results[1][1].id
+
+        @rule(job_id=st.integers(1, 60), pri=priorities, when=times)
+        def update(self, job_id: int, pri: int, when: float | None) -> None:
+            pair = self.jobs.get(job_id)
+            if pair is not None:
+                for job in pair:
+                    job.priority, job.runnable_at = pri, when
+                self.both("update", (pair[0],), (pair[1],))
+
+        @rule(job_id=st.integers(0, 60))
+        def remove_by_id(self, job_id: int) -> None:
+            results = self.both("remove_by_id", (job_id,), (job_id,))
+            if results[0][0] == "ok":
+                assert results[0][1].id == results[1][1].id == job_id
+
+        @invariant()
+        def same_array(self) -> None:
+            arrays = [[job.id for job in heap] for heap in self.heaps]
+            assert arrays[0] == arrays[1]
+
+    return TwinMachine
+
+
+def test_jobheap_against_model(impl: ModuleType) -> None:
+    run_state_machine_as_test(jobheap_machine(impl), settings=SETTINGS)
+
+
+def test_tubeheap_against_model(impl: ModuleType) -> None:
+    run_state_machine_as_test(tubeheap_machine(impl), settings=SETTINGS)
+
+
+def test_compiled_matches_pure(compiled: ModuleType) -> None:
+    run_state_machine_as_test(twin_machine(compiled), settings=SETTINGS)
