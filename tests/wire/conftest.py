@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from wire_runner import STEP_COUNTER
+
 from tests.servers import BEANSTALKD, SKIP_NO_REFERENCE, ServerProcess, make_server
 
 KINDS = [
@@ -58,3 +60,8 @@ def shared_servers() -> Iterator[SharedServers]:
 def server(kind: str, shared_servers: SharedServers) -> ServerProcess:
     """The shared server of this kind: use unique tube names, never assume ids."""
     return shared_servers.get(kind)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, count in sorted(STEP_COUNTER.items()):
+        terminalreporter.write_line(f"wire: {count} {name}")

@@ -16,6 +16,7 @@ fixed time, so a slow server is only slow, not wrong.
 from __future__ import annotations
 
 import contextlib
+import collections
 import itertools
 import re
 import socket
@@ -25,6 +26,9 @@ from dataclasses import dataclass, field
 
 PLACEHOLDER = re.compile(rb"\{(\w+|~)\}")
 _tube_serial = itertools.count(1)
+
+# Totals reported at the end of the session (see conftest.pytest_terminal_summary).
+STEP_COUNTER: collections.Counter[str] = collections.Counter()
 
 
 @dataclass(frozen=True)
