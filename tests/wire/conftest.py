@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from wire_runner import STEP_COUNTER
 
 from tests.servers import BEANSTALKD, SKIP_NO_REFERENCE, ServerProcess, make_server

@@ -16,7 +16,6 @@ whose answer is then fully determined by the state.
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -180,7 +179,7 @@ class Client:
                 return replies[0]
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return b"<no reply within 5 s; buffered %r>" % self.buf
             if not chunk:
                 return b"<connection closed; buffered %r>" % self.buf

@@ -15,8 +15,8 @@ fixed time, so a slow server is only slow, not wrong.
 
 from __future__ import annotations
 
-import contextlib
 import collections
+import contextlib
 import itertools
 import re
 import socket
