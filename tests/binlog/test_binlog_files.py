@@ -185,6 +185,8 @@ def test_recovery_equals_the_model_after_any_history(
                 log.delete(target)
                 del jobs[target.id]
                 model.pop(target.id, None)
+                if target.id in order:
+                    order.remove(target.id)
                 continue
             else:
                 settle(loop, log)
