@@ -221,12 +221,12 @@ def drive(conns: list[Conn], hard_stop: float) -> None:
         for c in conns:
             sel.register(c.sock, selectors.EVENT_READ, c)
             c.begin(now)
-        active = [c for c in conns if not c.done]
+        active = sum(1 for c in conns if not c.done)
         paced = [c for c in conns if c.timed]
         while active:
             now = time.monotonic()
             if now > hard_stop:
-                raise TimeoutError(f"{len(active)} connections still busy at the hard stop")
+                raise TimeoutError(f"{active} connections still busy at the hard stop")
             timeout = 0.25
             for c in paced:
                 when = c.wakeup()
@@ -238,15 +238,17 @@ def drive(conns: list[Conn], hard_stop: float) -> None:
                 if not data:
                     raise ProtocolMismatch("server closed the connection")
                 c.feed(data, time.monotonic())
+                if c.done:
+                    sel.unregister(c.sock)
+                    active -= 1
             if paced:
                 now = time.monotonic()
                 for c in paced:
-                    c.tick(now)
-            if any(c.done for c in active):
-                for c in active:
-                    if c.done:
-                        sel.unregister(c.sock)
-                active = [c for c in active if not c.done]
+                    if not c.done:
+                        c.tick(now)
+                        if c.done:
+                            sel.unregister(c.sock)
+                            active -= 1
     finally:
         sel.close()
 
