@@ -1,0 +1,7 @@
+"""`python -m geanstalk serve ...`."""
+
+import sys
+
+from geanstalk.cli import main
+
+sys.exit(main())

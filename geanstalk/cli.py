@@ -1,0 +1,321 @@
+"""Command line: ``geanstalk serve [flags]`` and ``geanstalkd [flags]``.
+
+The flags are beanstalkd's, so geanstalk can stand in wherever a beanstalkd
+binary is expected. Start-up order matters: the flags are parsed and the
+listening socket is bound with nothing but the standard library's builtin
+modules loaded, and only then are asyncio and the server imported. A client
+(or a supervisor's health check) can connect within milliseconds of exec;
+its connection waits in the listen backlog until the loop accepts it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+USAGE = """\
+Use: {prog} [OPTIONS]
+
+Options:
+ -b DIR   write-ahead log directory
+ -f MS    fsync at most once every MS milliseconds (default is 50ms);
+          use -f0 for "always fsync"
+ -F       never fsync
+ -l ADDR  listen on address (default is 0.0.0.0); unix:PATH for a unix socket
+ -p PORT  listen on port (default is 11300)
+ -u USER  become user and group
+ -z BYTES set the maximum job size in bytes (default is 65535);
+          max allowed is 1073741824 bytes
+ -s BYTES set the size of each write-ahead log file (default is 10485760)
+ -v       show version information
+ -V       increase verbosity
+ -h       show this help
+ -c, -n   accepted and ignored (the binlog is always compacted)
+
+Long forms: --binlog-dir --fsync-ms --no-fsync --listen --port --user
+--max-job-size --binlog-size --version --verbose --help; --no-uvloop runs
+on asyncio's own event loop even when uvloop is installed.
+"""
+
+JOB_SIZE_MAX = 1073741824
+EXIT_USAGE = 5
+
+_LONG = {
+    "--binlog-dir": "b",
+    "--fsync-ms": "f",
+    "--no-fsync": "F",
+    "--listen": "l",
+    "--port": "p",
+    "--user": "u",
+    "--max-job-size": "z",
+    "--binlog-size": "s",
+    "--version": "v",
+    "--verbose": "V",
+    "--help": "h",
+}
+_TAKES_ARG = set("bflpuzs")
+
+
+class Options:
+    """The parsed flags, with beanstalkd's defaults."""
+
+    def __init__(self) -> None:
+        self.addr = "0.0.0.0"
+        self.port = "11300"
+        self.binlog_dir: str | None = None
+        self.fsync_ms: int | None = 50
+        self.binlog_size = 10485760
+        self.max_job_size = 65535
+        self.user: str | None = None
+        self.verbose = 0
+        self.uvloop = True
+        self.action = "serve"  # or "version" / "help"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _size(flag: str, text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"invalid size: {text} (for {flag})")
+    return int(text)
+
+
+def _apply(opts: Options, flag: str, value: str | None) -> None:
+    if flag == "p":
+        opts.port = value  # type: ignore[assignment]
+    elif flag == "l":
+        opts.addr = value  # type: ignore[assignment]
+    elif flag == "z":
+        size = _size("-z", value)  # type: ignore[arg-type]
+        if size > JOB_SIZE_MAX:
+            print(f"geanstalk: maximum job size was set to {JOB_SIZE_MAX}", file=sys.stderr)
+            size = JOB_SIZE_MAX
+        opts.max_job_size = size
+    elif flag == "s":
+        opts.binlog_size = _size("-s", value)  # type: ignore[arg-type]
+    elif flag == "f":
+        opts.fsync_ms = _size("-f", value)  # type: ignore[arg-type]
+    elif flag == "F":
+        opts.fsync_ms = None
+    elif flag == "b":
+        opts.binlog_dir = value
+    elif flag == "u":
+        opts.user = value
+    elif flag == "V":
+        opts.verbose += 1
+    elif flag == "v":
+        opts.action = "version"
+    elif flag == "h":
+        opts.action = "help"
+    elif flag in "cn":
+        print(f"geanstalk: -{flag} flag was removed. binlog is always compacted.", file=sys.stderr)
+
+
+def parse_args(argv: list[str]) -> Options:
+    """beanstalkd's flag syntax: clustered (-VV), attached (-p11300) or separate
+    values, plus long forms (--port 11300, --port=11300)."""
+    opts = Options()
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--no-uvloop":
+            opts.uvloop = False
+            continue
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            flag = _LONG.get(name)
+            if flag is None:
+                raise UsageError(f"unknown flag: {name}")
+            if flag in _TAKES_ARG:
+                if not eq:
+                    if i >= len(args):
+                        raise UsageError(f"flag requires an argument: {name}")
+                    value = args[i]
+                    i += 1
+                _apply(opts, flag, value)
+            else:
+                if eq:
+                    raise UsageError(f"flag takes no argument: {name}")
+                _apply(opts, flag, None)
+            continue
+        if not arg.startswith("-") or arg == "-":
+            raise UsageError(f"unknown argument: {arg}")
+        j = 1
+        while j < len(arg):
+            flag = arg[j]
+            j += 1
+            if flag in _TAKES_ARG:
+                if j < len(arg):
+                    value = arg[j:]
+                elif i < len(args):
+                    value = args[i]
+                    i += 1
+                else:
+                    raise UsageError(f"flag requires an argument: -{flag}")
+                _apply(opts, flag, value)
+                break
+            if flag not in "FVvhcn":
+                raise UsageError(f"unknown flag: -{flag}")
+            _apply(opts, flag, None)
+    return opts
+
+
+def make_socket(addr: str, port: str) -> socket.socket:
+    """A listening, non-blocking socket: TCP (IPv4/IPv6) or unix:PATH."""
+    if addr.startswith("unix:"):
+        path = addr[5:]
+        try:
+            import stat
+
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)  # a leftover from a previous run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+    else:
+        try:
+            portnum = int(port)
+        except ValueError:
+            portnum = -1
+        if not 0 <= portnum <= 65535:
+            raise UsageError(f"invalid port: {port}")
+        host = addr[1:-1] if addr.startswith("[") and addr.endswith("]") else addr
+        infos = socket.getaddrinfo(
+            host or None, portnum, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(sockaddr)
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _become(user: str) -> None:
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise UsageError(f'getpwnam("{user}"): no such user') from None
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+
+
+def run(argv: list[str], prog: str) -> int:
+    try:
+        opts = parse_args(argv)
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        print(USAGE.format(prog=prog), file=sys.stderr, end="")
+        return EXIT_USAGE
+    if opts.action == "help":
+        print(USAGE.format(prog=prog), file=sys.stderr, end="")
+        return 0
+    if opts.action == "version":
+        from geanstalk.stats import VERSION
+
+        print(f"geanstalk {VERSION}")
+        return 0
+    if opts.binlog_dir is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("geanstalk.binlog") is None:
+            print(f"{prog}: binlog support not available", file=sys.stderr)
+            return 1
+
+    try:
+        sock = make_socket(opts.addr, opts.port)
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {opts.addr} port {opts.port}: {exc}", file=sys.stderr)
+        return 111
+
+    # Signals that arrive before the event loop takes over are remembered.
+    early: list[int] = []
+    for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
+
+    if opts.user:
+        try:
+            _become(opts.user)
+        except (UsageError, OSError) as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 34
+
+    return _run_server(sock, opts, prog, early)
+
+
+def _run_server(sock: socket.socket, opts: Options, prog: str, early: list[int]) -> int:
+    import logging
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG
+        if opts.verbose > 1
+        else logging.INFO
+        if opts.verbose
+        else logging.WARNING,
+        format=f"{prog}: %(message)s",
+    )
+    log = logging.getLogger("geanstalk")
+    if opts.verbose:
+        log.info("pid %d", os.getpid())
+
+    from geanstalk.errors import BinlogError
+    from geanstalk.server import serve
+
+    factory = None
+    if opts.binlog_dir is not None:
+        directory, fsync_ms, size = opts.binlog_dir, opts.fsync_ms, opts.binlog_size
+
+        def factory(loop):  # type: ignore[no-untyped-def]
+            from geanstalk.binlog import Binlog
+
+            return Binlog.open(directory, fsync_ms, size, loop)
+
+    try:
+        return serve(
+            sock,
+            factory,
+            max_job_size=opts.max_job_size,
+            use_uvloop=opts.uvloop,
+            early_signals=early,
+        )
+    except BinlogError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 10
+    except ImportError as exc:
+        print(f"{prog}: binlog support not available ({exc})", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`geanstalk serve [flags]`."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print("Use: geanstalk serve [OPTIONS]   (geanstalk serve -h for the options)")
+        return 0 if args else EXIT_USAGE
+    if args[0] in ("-v", "--version"):
+        return run(args[:1], "geanstalk")
+    if args[0] != "serve":
+        print(f"geanstalk: unknown command: {args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args[1:], "geanstalk")
+
+
+def beanstalkd_main(argv: list[str] | None = None) -> int:
+    """`geanstalkd [flags]`: the same server, invoked like beanstalkd."""
+    return run(sys.argv[1:] if argv is None else argv, "geanstalkd")

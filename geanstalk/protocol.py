@@ -1,0 +1,801 @@
+"""The wire protocol: framing, parsing, replies. One Connection per client.
+
+Sans-state (rule of the house 2): this module turns bytes into calls on the
+Server facade and their results into reply bytes; it never touches a heap.
+The parsing helpers at the top are pure functions so the fuzz tests can call
+them without a socket.
+
+Framing follows beanstalkd 1.12's buffer exactly, because clients depend on
+it: a command line is looked for in a 224-byte window that starts where the
+line starts; the line ends at the FIRST CR of the window if an LF follows it
+(a lone CR therefore hides any later CR LF in the same window); a window
+that fills up without a line end is thrown away whole and the rest of the
+line is skipped in further 224-byte windows until a line end, which answers
+BAD_FORMAT once. The result depends only on the bytes, never on how TCP
+split them.
+
+Performance: all commands found in one data_received run in one batch, and
+their replies leave in one transport.write (a very large batch is written
+every FLUSH_AT bytes). Dispatch is a dict lookup on the first word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from geanstalk.errors import DeadlineSoon, Draining, NoJobReady, NotFound, NotIgnored
+from geanstalk.stats import (
+    OP_BURY,
+    OP_DELETE,
+    OP_IGNORE,
+    OP_KICK,
+    OP_KICKJOB,
+    OP_LIST_TUBE_USED,
+    OP_LIST_TUBES,
+    OP_LIST_TUBES_WATCHED,
+    OP_PAUSE_TUBE,
+    OP_PEEK_BURIED,
+    OP_PEEK_DELAYED,
+    OP_PEEK_READY,
+    OP_PEEKJOB,
+    OP_PUT,
+    OP_QUIT,
+    OP_RELEASE,
+    OP_RESERVE,
+    OP_RESERVE_JOB,
+    OP_RESERVE_TIMEOUT,
+    OP_STATS,
+    OP_STATS_TUBE,
+    OP_STATSJOB,
+    OP_TOUCH,
+    OP_UNKNOWN,
+    OP_USE,
+    OP_WATCH,
+)
+
+if TYPE_CHECKING:
+    from geanstalk.core import Job
+    from geanstalk.server import Server
+
+log = logging.getLogger("geanstalk")
+
+LINE_MAX = 224  # bytes, CR LF included: the reference's LINE_BUF_SIZE
+NAME_MAX = 200
+NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()"
+U32 = 0xFFFFFFFF
+U64 = 0xFFFFFFFFFFFFFFFF
+I64_MIN = -(1 << 63)
+I64_MAX = (1 << 63) - 1
+_C_SPACE = b" \t\n\v\f\r"
+
+FLUSH_AT = 256 * 1024  # write out a batch's replies once they reach this size
+INPUT_HOLD_MAX = 64 * 1024  # stop reading when this much input waits behind a reserve
+
+BAD_FORMAT = b"BAD_FORMAT\r\n"
+UNKNOWN_COMMAND = b"UNKNOWN_COMMAND\r\n"
+NOT_FOUND = b"NOT_FOUND\r\n"
+INTERNAL_ERROR = b"INTERNAL_ERROR\r\n"
+EXPECTED_CRLF = b"EXPECTED_CRLF\r\n"
+JOB_TOO_BIG = b"JOB_TOO_BIG\r\n"
+DRAINING = b"DRAINING\r\n"
+DEADLINE_SOON = b"DEADLINE_SOON\r\n"
+TIMED_OUT = b"TIMED_OUT\r\n"
+DELETED = b"DELETED\r\n"
+RELEASED = b"RELEASED\r\n"
+BURIED = b"BURIED\r\n"
+TOUCHED = b"TOUCHED\r\n"
+KICKED = b"KICKED\r\n"
+PAUSED = b"PAUSED\r\n"
+NOT_IGNORED = b"NOT_IGNORED\r\n"
+
+# Connection states.
+S_COMMAND = 0  # expecting a command line
+S_DATA = 1  # reading a put's body
+S_SKIP = 2  # throwing away a too-big body, then one reply
+S_ENDLINE = 3  # skipping the rest of a too-long line
+S_WAIT = 4  # blocked in reserve
+S_CLOSE = 5  # quit, or closing after EOF
+
+
+# --- pure parsing -------------------------------------------------------------
+
+
+def read_uint(line: bytes, pos: int, limit: int, whole: bool) -> tuple[int, int] | None:
+    """The reference's read_u32/read_u64: spaces, then digits, no sign.
+
+    Returns (value, end) or None for BAD_FORMAT; with whole=True nothing may
+    follow the number.
+    """
+    n = len(line)
+    while pos < n and line[pos] == 32:
+        pos += 1
+    start = pos
+    while pos < n and 48 <= line[pos] <= 57:
+        pos += 1
+    if pos == start or (whole and pos != n):
+        return None
+    value = int(line[start:pos])
+    if value > limit:
+        return None
+    return value, pos
+
+
+def _c_integer(line: bytes, pos: int) -> tuple[int, int, bool]:
+    """What C's strtoul/strtol see: (signed value, end, any digits)."""
+    n = len(line)
+    while pos < n and line[pos] in _C_SPACE:
+        pos += 1
+    neg = False
+    if pos < n and line[pos] in b"+-":
+        neg = line[pos] == 45
+        pos += 1
+    start = pos
+    while pos < n and 48 <= line[pos] <= 57:
+        pos += 1
+    if pos == start:
+        return 0, pos, False
+    value = int(line[start:pos])
+    return (-value if neg else value), pos, True
+
+
+def parse_kick_bound(line: bytes, pos: int) -> int | None:
+    """kick's argument as 1.12 reads it: strtoul into a 32-bit unsigned int.
+
+    Trailing garbage is ignored, "-1" wraps to 4294967295, an overflow of
+    unsigned long is BAD_FORMAT (None).
+    """
+    value, _, digits = _c_integer(line, pos)
+    if not digits or abs(value) > U64:
+        return None
+    return (value % (U64 + 1)) & U32
+
+
+def parse_reserve_timeout(line: bytes, pos: int) -> int | None:
+    """reserve-with-timeout's argument as 1.12 reads it: strtol into an int.
+
+    No digits means 0; a negative value (after truncation to 32 bits) means
+    no timeout at all; an overflow of long is BAD_FORMAT (None). Returns -1
+    for "wait forever".
+    """
+    value, _, digits = _c_integer(line, pos)
+    if not digits:
+        return 0
+    if value < I64_MIN or value > I64_MAX:
+        return None
+    value &= U32
+    if value >= 1 << 31:
+        return -1
+    return value
+
+
+def valid_name(name: bytes) -> bool:
+    """1..200 bytes of NAME_CHARS, not starting with '-'."""
+    return 0 < len(name) <= NAME_MAX and not name.translate(None, NAME_CHARS) and name[0] != 45
+
+
+def parse_put(line: bytes) -> tuple[int, int, int, int, bool] | None:
+    """put's four numbers and whether the line ends right after them.
+
+    None is BAD_FORMAT. The trailing-garbage flag is separate because the
+    reference answers JOB_TOO_BIG before it looks at trailing garbage.
+    """
+    parts = line.split(b" ")
+    if len(parts) == 5:
+        _, a, b, c, d = parts
+        if a.isdigit() and b.isdigit() and c.isdigit() and d.isdigit():
+            pri, delay, ttr, size = int(a), int(b), int(c), int(d)
+            if pri <= U32 and delay <= U32 and ttr <= U32 and size <= U32:
+                return pri, delay, ttr, size, True
+            return None
+    r1 = read_uint(line, 4, U32, False)
+    if r1 is None:
+        return None
+    r2 = read_uint(line, r1[1], U32, False)
+    if r2 is None:
+        return None
+    r3 = read_uint(line, r2[1], U32, False)
+    if r3 is None:
+        return None
+    r4 = read_uint(line, r3[1], U32, False)
+    if r4 is None:
+        return None
+    return r1[0], r2[0], r3[0], r4[0], r4[1] == len(line)
+
+
+# The reference's which_cmd(): prefixes tried in this order.
+PREFIXES: tuple[tuple[bytes, int], ...] = (
+    (b"put ", OP_PUT),
+    (b"peek ", OP_PEEKJOB),
+    (b"peek-ready", OP_PEEK_READY),
+    (b"peek-delayed", OP_PEEK_DELAYED),
+    (b"peek-buried", OP_PEEK_BURIED),
+    (b"reserve-with-timeout ", OP_RESERVE_TIMEOUT),
+    (b"reserve-job ", OP_RESERVE_JOB),
+    (b"reserve", OP_RESERVE),
+    (b"delete ", OP_DELETE),
+    (b"release ", OP_RELEASE),
+    (b"bury ", OP_BURY),
+    (b"kick ", OP_KICK),
+    (b"kick-job ", OP_KICKJOB),
+    (b"touch ", OP_TOUCH),
+    (b"stats-job ", OP_STATSJOB),
+    (b"stats-tube ", OP_STATS_TUBE),
+    (b"stats", OP_STATS),
+    (b"use ", OP_USE),
+    (b"watch ", OP_WATCH),
+    (b"ignore ", OP_IGNORE),
+    (b"list-tubes-watched", OP_LIST_TUBES_WATCHED),
+    (b"list-tube-used", OP_LIST_TUBE_USED),
+    (b"list-tubes", OP_LIST_TUBES),
+    (b"quit", OP_QUIT),
+    (b"pause-tube", OP_PAUSE_TUBE),
+)
+
+# First word -> op, for the fast path. An op whose prefix ends in a space
+# only matches when a space follows the word.
+_WORDS: dict[bytes, tuple[int, bool]] = {
+    p.rstrip(b" "): (op, p.endswith(b" ")) for p, op in PREFIXES
+}
+_ARG_AT = {op: len(p) for p, op in PREFIXES}
+
+
+def which_command(line: bytes) -> int:
+    """The op a command line names, by the reference's prefix rules."""
+    sp = line.find(b" ")
+    entry = _WORDS.get(line if sp < 0 else line[:sp])
+    if entry is not None and (sp >= 0 or not entry[1]):
+        return entry[0]
+    for prefix, op in PREFIXES:
+        if line.startswith(prefix):
+            return op
+    return OP_UNKNOWN
+
+
+def frame_job(word: bytes, job: Job) -> bytes:
+    body = job.body
+    return b"%b %d %d\r\n%b\r\n" % (word, job.id, len(body), body)
+
+
+def frame_ok(doc: bytes) -> bytes:
+    return b"OK %d\r\n%b\r\n" % (len(doc), doc)
+
+
+# --- the connection -------------------------------------------------------------
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: bytes in, replies out, in order."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.stats = server.stats
+        self.transport: Any = None
+        self.peer = "?"
+        self._buf = bytearray()
+        self._state = S_COMMAND
+        self._job: Job | None = None  # the put whose body is being read
+        self._need = 0  # bytes still to read (S_DATA) or to skip (S_SKIP)
+        self._skip_reply = b""
+        self._out: list[bytes] = []
+        self._outlen = 0
+        self._held: deque[tuple[int, bytes]] = deque()
+        self._eof = False
+        self._closed = False
+        self._close_when_flushed = False
+        self._write_paused = False
+        self._read_paused = False
+        self._resume_pending = False
+        self.client = server.new_client(self._wake)
+        self._handlers = {
+            OP_PUT: self._put,
+            OP_PEEKJOB: self._peek,
+            OP_PEEK_READY: self._peek_ready,
+            OP_PEEK_DELAYED: self._peek_delayed,
+            OP_PEEK_BURIED: self._peek_buried,
+            OP_RESERVE_TIMEOUT: self._reserve_timeout,
+            OP_RESERVE_JOB: self._reserve_job,
+            OP_RESERVE: self._reserve,
+            OP_DELETE: self._delete,
+            OP_RELEASE: self._release,
+            OP_BURY: self._bury,
+            OP_KICK: self._kick,
+            OP_KICKJOB: self._kick_job,
+            OP_TOUCH: self._touch,
+            OP_STATSJOB: self._stats_job,
+            OP_STATS_TUBE: self._stats_tube,
+            OP_STATS: self._stats,
+            OP_USE: self._use,
+            OP_WATCH: self._watch,
+            OP_IGNORE: self._ignore,
+            OP_LIST_TUBES_WATCHED: self._list_tubes_watched,
+            OP_LIST_TUBE_USED: self._list_tube_used,
+            OP_LIST_TUBES: self._list_tubes,
+            OP_QUIT: self._quit,
+            OP_PAUSE_TUBE: self._pause_tube,
+        }
+        # Fast path: first word straight to the handler.
+        self._by_word = {
+            word: (op, needs_space, self._handlers[op])
+            for word, (op, needs_space) in _WORDS.items()
+        }
+
+    # --- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer) if peer else "unix"
+        self.server.connected(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._state = S_CLOSE
+        self.server.disconnected(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed or self._state == S_CLOSE:
+            return
+        self._buf += data
+        if self._state != S_WAIT:
+            self._process()
+            self._flush()
+        self._update_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self.client.halfclosed = True
+        if self._state == S_WAIT:
+            # 1.12 answers a blocked reserve of a half-closed client at once.
+            self.server.lock.cancel(self.client)
+        else:
+            self._finish_eof()
+            self._flush()
+        return True
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+        if self._buf and self._state in (S_COMMAND, S_DATA, S_SKIP, S_ENDLINE):
+            self._schedule_resume()
+
+    # --- reading, batching, writing -------------------------------------------
+
+    def _process(self) -> None:
+        """Run every complete command in the input buffer, collecting replies."""
+        buf = self._buf
+        n = len(buf)
+        pos = 0
+        out = self._out
+        state = self._state
+        while pos < n:
+            if state == S_COMMAND:
+                end = pos + LINE_MAX if n - pos > LINE_MAX else n
+                cr = buf.find(b"\r", pos, end - 1)
+                if cr < 0 or buf[cr + 1] != 10:
+                    if end - pos == LINE_MAX:
+                        pos = end
+                        state = self._state = S_ENDLINE
+                        continue
+                    break
+                line = bytes(buf[pos:cr])
+                pos = cr + 2
+                reply = self._command(line)
+                state = self._state
+                if reply is not None:
+                    out.append(reply)
+                    self._outlen += len(reply)
+                if state == S_COMMAND:
+                    if self._outlen >= FLUSH_AT:
+                        self._flush()
+                        if self._closed:
+                            return
+                    continue
+                if state in (S_WAIT, S_CLOSE):
+                    break
+            elif state == S_DATA:
+                need = self._need
+                if n - pos < need:
+                    break
+                job = self._job
+                self._job = None
+                end = pos + need
+                if buf[end - 2] != 13 or buf[end - 1] != 10:
+                    reply = EXPECTED_CRLF
+                else:
+                    job.body = bytes(buf[pos : end - 2])  # type: ignore[union-attr]
+                    reply = self._store(job)  # type: ignore[arg-type]
+                pos = end
+                state = self._state = S_COMMAND
+                out.append(reply)
+                self._outlen += len(reply)
+            elif state == S_SKIP:
+                take = min(n - pos, self._need)
+                pos += take
+                self._need -= take
+                if self._need:
+                    break
+                out.append(self._skip_reply)
+                self._outlen += len(self._skip_reply)
+                state = self._state = S_COMMAND
+            elif state == S_ENDLINE:
+                end = pos + LINE_MAX if n - pos > LINE_MAX else n
+                cr = buf.find(b"\r", pos, end - 1)
+                if cr < 0 or buf[cr + 1] != 10:
+                    if end - pos == LINE_MAX:
+                        pos = end
+                        continue
+                    break
+                pos = cr + 2
+                out.append(BAD_FORMAT)
+                self._outlen += len(BAD_FORMAT)
+                state = self._state = S_COMMAND
+            else:
+                break
+        if pos:
+            del buf[:pos]
+        if self._eof and state != S_WAIT:
+            self._finish_eof()
+
+    def _finish_eof(self) -> None:
+        """The client sent EOF and nothing it sent is left to answer: close."""
+        if self._state == S_WAIT:
+            return
+        self._state = S_CLOSE
+        self._close_when_flushed = True
+
+    def _flush(self) -> None:
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._outlen = 0
+            self._emit(data)
+        if self._close_when_flushed and not self._held and not self._closed:
+            self._closed_by_us()
+
+    def _closed_by_us(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.close()
+
+    def _emit(self, data: bytes) -> None:
+        """Write, unless a log record this reply depends on is not durable yet."""
+        journal = self.server.journal
+        seq = journal.pending()
+        if self._held:
+            self._held.append((seq, data))
+        elif seq > journal.durable():
+            self._held.append((seq, data))
+            journal.wait_durable(seq, self._release_held)
+        else:
+            self._write(data)
+
+    def _release_held(self) -> None:
+        journal = self.server.journal
+        durable = journal.durable()
+        held = self._held
+        while held and held[0][0] <= durable:
+            self._write(held.popleft()[1])
+        if held:
+            journal.wait_durable(held[0][0], self._release_held)
+        elif self._close_when_flushed:
+            self._closed_by_us()
+
+    def _write(self, data: bytes) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(data)
+        if t.get_write_buffer_size() > self.server.output_cap:
+            log.warning(
+                "%s: disconnected: %d bytes of replies not read (cap %d)",
+                self.peer,
+                t.get_write_buffer_size(),
+                self.server.output_cap,
+            )
+            self._closed = True
+            self._state = S_CLOSE
+            self.server.disconnected(self)
+            t.abort()
+
+    def _update_reading(self) -> None:
+        t = self.transport
+        if t is None or self._closed or t.is_closing():
+            return
+        want_pause = self._write_paused or (
+            self._state == S_WAIT and len(self._buf) > INPUT_HOLD_MAX
+        )
+        if want_pause != self._read_paused:
+            self._read_paused = want_pause
+            if want_pause:
+                t.pause_reading()
+            else:
+                t.resume_reading()
+
+    def _schedule_resume(self) -> None:
+        if not self._resume_pending:
+            self._resume_pending = True
+            asyncio.get_event_loop().call_soon(self._resume)
+
+    def _resume(self) -> None:
+        """Carry on with input that waited behind a blocked reserve."""
+        self._resume_pending = False
+        if self._closed or self._state in (S_WAIT, S_CLOSE):
+            return
+        self._process()
+        self._flush()
+        self._update_reading()
+
+    def _wake(self, job: Job | None, word: bytes) -> None:
+        """The lock service ends this connection's blocked reserve."""
+        if self._closed:
+            return
+        reply = frame_job(word, job) if job is not None else word + b"\r\n"
+        self._state = S_COMMAND
+        self._emit(reply)
+        if self._buf or self._eof:
+            self._schedule_resume()
+        else:
+            self._update_reading()
+
+    # --- commands ---------------------------------------------------------------
+
+    def _command(self, line: bytes) -> bytes | None:
+        if b"\x00" in line:
+            return BAD_FORMAT
+        sp = line.find(b" ")
+        entry = self._by_word.get(line if sp < 0 else line[:sp])
+        if entry is not None and (sp >= 0 or not entry[1]):
+            op, _, handler = entry
+        else:
+            op = which_command(line)
+            if op == OP_UNKNOWN:
+                return UNKNOWN_COMMAND
+            handler = self._handlers[op]
+        try:
+            return handler(line, _ARG_AT[op])
+        except NotFound:
+            return NOT_FOUND
+        except Exception:
+            log.exception("%s: command %r failed", self.peer, line[:40])
+            return INTERNAL_ERROR
+
+    def _put(self, line: bytes, at: int) -> bytes | None:
+        parsed = parse_put(line)
+        if parsed is None:
+            return BAD_FORMAT
+        pri, delay, ttr, size, clean = parsed
+        self.stats.ops[OP_PUT] += 1
+        if size > self.server.max_job_size:
+            self._need = size + 2
+            self._skip_reply = JOB_TOO_BIG
+            self._state = S_SKIP
+            return None
+        if not clean:
+            return BAD_FORMAT
+        client = self.client
+        if not client.producer:
+            client.producer = True
+            self.stats.producers += 1
+        self._job = self.server.new_job(client, pri, delay, ttr or 1)
+        self._need = size + 2
+        self._state = S_DATA
+        return None
+
+    def _store(self, job: Job) -> bytes:
+        try:
+            self.server.put(job)
+        except Draining:
+            return DRAINING
+        except Exception:
+            log.exception("%s: put failed", self.peer)
+            return INTERNAL_ERROR
+        return b"INSERTED %d\r\n" % job.id
+
+    def _peek_which(self, line: bytes, op: int, which: str) -> bytes:
+        if len(line) != _ARG_AT[op]:
+            return BAD_FORMAT
+        self.stats.ops[op] += 1
+        job = self.server.peek_in_use(self.client, which)
+        return NOT_FOUND if job is None else frame_job(b"FOUND", job)
+
+    def _peek_ready(self, line: bytes, at: int) -> bytes:
+        return self._peek_which(line, OP_PEEK_READY, "ready")
+
+    def _peek_delayed(self, line: bytes, at: int) -> bytes:
+        return self._peek_which(line, OP_PEEK_DELAYED, "delayed")
+
+    def _peek_buried(self, line: bytes, at: int) -> bytes:
+        return self._peek_which(line, OP_PEEK_BURIED, "buried")
+
+    def _peek(self, line: bytes, at: int) -> bytes:
+        r = read_uint(line, at, U64, True)
+        if r is None:
+            return BAD_FORMAT
+        self.stats.ops[OP_PEEKJOB] += 1
+        return frame_job(b"FOUND", self.server.peek(r[0]))
+
+    def _reserve_timeout(self, line: bytes, at: int) -> bytes | None:
+        timeout = parse_reserve_timeout(line, at)
+        if timeout is None:
+            return BAD_FORMAT
+        return self._do_reserve(OP_RESERVE_TIMEOUT, None if timeout < 0 else timeout)
+
+    def _reserve(self, line: bytes, at: int) -> bytes | None:
+        if len(line) != at:
+            return BAD_FORMAT
+        return self._do_reserve(OP_RESERVE, None)
+
+    def _do_reserve(self, op: int, timeout: int | None) -> bytes | None:
+        self.stats.ops[op] += 1
+        try:
+            job = self.server.reserve(self.client, timeout)
+        except DeadlineSoon:
+            return DEADLINE_SOON
+        except NoJobReady:
+            return TIMED_OUT
+        if job is None:
+            self._state = S_WAIT
+            return None
+        return frame_job(b"RESERVED", job)
+
+    def _reserve_job(self, line: bytes, at: int) -> bytes:
+        r = read_uint(line, at, U64, True)
+        if r is None:
+            return BAD_FORMAT
+        self.stats.ops[OP_RESERVE_JOB] += 1
+        return frame_job(b"RESERVED", self.server.reserve_job(self.client, r[0]))
+
+    def _delete(self, line: bytes, at: int) -> bytes:
+        rest = line[at:]
+        if rest.isdigit():
+            jid = int(rest)
+            if jid > U64:
+                return BAD_FORMAT
+        else:
+            r = read_uint(line, at, U64, True)
+            if r is None:
+                return BAD_FORMAT
+            jid = r[0]
+        self.stats.ops[OP_DELETE] += 1
+        self.server.delete(self.client, jid)
+        return DELETED
+
+    def _release(self, line: bytes, at: int) -> bytes:
+        r1 = read_uint(line, at, U64, False)
+        r2 = r1 and read_uint(line, r1[1], U32, False)
+        r3 = r2 and read_uint(line, r2[1], U32, True)
+        if not r3:
+            return BAD_FORMAT
+        self.stats.ops[OP_RELEASE] += 1
+        self.server.release(self.client, r1[0], r2[0], r3[0])  # type: ignore[index]
+        return RELEASED
+
+    def _bury(self, line: bytes, at: int) -> bytes:
+        r1 = read_uint(line, at, U64, False)
+        r2 = r1 and read_uint(line, r1[1], U32, True)
+        if not r2:
+            return BAD_FORMAT
+        self.stats.ops[OP_BURY] += 1
+        self.server.bury(self.client, r1[0], r2[0])  # type: ignore[index]
+        return BURIED
+
+    def _kick(self, line: bytes, at: int) -> bytes:
+        bound = parse_kick_bound(line, at)
+        if bound is None:
+            return BAD_FORMAT
+        self.stats.ops[OP_KICK] += 1
+        return b"KICKED %d\r\n" % self.server.kick(self.client, bound)
+
+    def _kick_job(self, line: bytes, at: int) -> bytes:
+        r = read_uint(line, at, U64, True)
+        if r is None:
+            return BAD_FORMAT
+        self.stats.ops[OP_KICKJOB] += 1
+        self.server.kick_job(r[0])
+        return KICKED
+
+    def _touch(self, line: bytes, at: int) -> bytes:
+        r = read_uint(line, at, U64, True)
+        if r is None:
+            return BAD_FORMAT
+        self.stats.ops[OP_TOUCH] += 1
+        self.server.touch(self.client, r[0])
+        return TOUCHED
+
+    def _stats(self, line: bytes, at: int) -> bytes:
+        if len(line) != at:
+            return BAD_FORMAT
+        self.stats.ops[OP_STATS] += 1
+        return frame_ok(self.server.stats_doc())
+
+    def _stats_job(self, line: bytes, at: int) -> bytes:
+        r = read_uint(line, at, U64, True)
+        if r is None:
+            return BAD_FORMAT
+        self.stats.ops[OP_STATSJOB] += 1
+        return frame_ok(self.server.stats_job(r[0]))
+
+    def _stats_tube(self, line: bytes, at: int) -> bytes:
+        name = line[at:]
+        if not valid_name(name):
+            return BAD_FORMAT
+        self.stats.ops[OP_STATS_TUBE] += 1
+        return frame_ok(self.server.stats_tube(name))
+
+    def _use(self, line: bytes, at: int) -> bytes:
+        name = line[at:]
+        if not valid_name(name):
+            return BAD_FORMAT
+        self.stats.ops[OP_USE] += 1
+        self.server.use(self.client, name)
+        return b"USING %b\r\n" % name
+
+    def _watch(self, line: bytes, at: int) -> bytes:
+        name = line[at:]
+        if not valid_name(name):
+            return BAD_FORMAT
+        self.stats.ops[OP_WATCH] += 1
+        return b"WATCHING %d\r\n" % self.server.watch(self.client, name)
+
+    def _ignore(self, line: bytes, at: int) -> bytes:
+        name = line[at:]
+        if not valid_name(name):
+            return BAD_FORMAT
+        self.stats.ops[OP_IGNORE] += 1
+        try:
+            return b"WATCHING %d\r\n" % self.server.ignore(self.client, name)
+        except NotIgnored:
+            return NOT_IGNORED
+
+    def _list_tubes(self, line: bytes, at: int) -> bytes:
+        if len(line) != at:
+            return BAD_FORMAT
+        self.stats.ops[OP_LIST_TUBES] += 1
+        return frame_ok(self.server.list_tubes())
+
+    def _list_tube_used(self, line: bytes, at: int) -> bytes:
+        if len(line) != at:
+            return BAD_FORMAT
+        self.stats.ops[OP_LIST_TUBE_USED] += 1
+        return b"USING %b\r\n" % self.client.use.name  # type: ignore[union-attr]
+
+    def _list_tubes_watched(self, line: bytes, at: int) -> bytes:
+        if len(line) != at:
+            return BAD_FORMAT
+        self.stats.ops[OP_LIST_TUBES_WATCHED] += 1
+        return frame_ok(self.server.list_tubes_watched(self.client))
+
+    def _quit(self, line: bytes, at: int) -> None:
+        self._state = S_CLOSE
+        self._close_when_flushed = True
+        return None
+
+    def _pause_tube(self, line: bytes, at: int) -> bytes:
+        n = len(line)
+        pos = at
+        while pos < n and line[pos] == 32:
+            pos += 1
+        start = pos
+        while pos < n and line[pos] in NAME_CHARS:
+            pos += 1
+        if pos == start:
+            return BAD_FORMAT
+        r = read_uint(line, pos, U32, True)
+        if r is None:
+            return BAD_FORMAT
+        self.stats.ops[OP_PAUSE_TUBE] += 1
+        name = line[start:pos]
+        if not valid_name(name):
+            return BAD_FORMAT
+        self.server.pause_tube(name, r[0])
+        return PAUSED

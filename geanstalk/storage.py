@@ -1,0 +1,544 @@
+"""StorageService: the job registry, the tubes, and every job state transition.
+
+Rule of the house 1: each change of a job's state happens here and nowhere
+else, so the counters the stats commands print, the heaps, and the journal
+always agree. The journal is called exactly where beanstalkd 1.12 writes its
+binlog (put, delete, bury, kick, kick-job, release with a delay); reserve,
+touch, plain release, TTR expiry and delay expiry are not journaled, which
+is why a job reserved at a crash comes back ready.
+
+Times are time.monotonic() seconds throughout; only restore() sees wall-clock
+times, from the binlog.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from geanstalk.core import BURIED, DELAYED, READY, RESERVED, Job, JobHeap, TubeHeap
+from geanstalk.errors import NotFound, NotIgnored
+from geanstalk.tube import DEFAULT_TUBE, URGENT_THRESHOLD, Tube
+
+if TYPE_CHECKING:
+    from geanstalk.journal import Journal
+    from geanstalk.waiters import LockService
+
+INF = float("inf")
+
+# wake(job, word): a blocked reserve ends. word is b"RESERVED" (with the job),
+# b"TIMED_OUT" or b"DEADLINE_SOON" (job None).
+WakeFn = Callable[[Job | None, bytes], None]
+
+
+class Client:
+    """The server's view of one connection: tubes, reservations, waiting state."""
+
+    __slots__ = (
+        "halfclosed",
+        "producer",
+        "reserved",
+        "use",
+        "wait_timeout_at",
+        "wait_token",
+        "waiting",
+        "wake",
+        "watch",
+        "worker",
+    )
+
+    def __init__(self, wake: WakeFn) -> None:
+        self.wake = wake
+        self.use: Tube | None = None
+        # The watch list keeps the reference's order (list-tubes-watched).
+        self.watch: list[Tube] = []
+        self.reserved: dict[int, Job] = {}
+        self.waiting = False
+        self.wait_token = 0
+        self.wait_timeout_at = INF
+        self.producer = False
+        self.worker = False
+        self.halfclosed = False
+
+    def soonest_deadline(self) -> float:
+        """The earliest TTR deadline among this client's reservations."""
+        return min((j.runnable_at for j in self.reserved.values()), default=INF)
+
+
+class StorageService:
+    """Jobs and tubes. ``lock`` and ``schedule`` are wired in by the Server."""
+
+    def __init__(self, journal: Journal, clock: Callable[[], float] = time.monotonic) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.jobs: dict[int, Job] = {}
+        self.tubes: dict[bytes, Tube] = {}
+        self.tube_list: list[Tube] = []
+        self.next_id = 1
+        # Every reserved job, ordered by TTR deadline (runnable_at).
+        self.ttr = JobHeap()
+        # The tubes whose delay heap is not empty, ordered by their first wake.
+        self.delayed_tubes = TubeHeap()
+        # Pause ends, (unpause_at, tube); stale entries are skipped lazily.
+        self._pauses: list[tuple[float, int, Tube]] = []
+        self._pause_seq = 0
+        self.lock: LockService | None = None
+        self.schedule: Callable[[float], None] = lambda when: None
+        self.ready_ct = 0
+        self.urgent_ct = 0
+        self.reserved_ct = 0
+        self.buried_ct = 0
+        self.delayed_ct = 0
+        self.total_jobs = 0
+        self.timeouts = 0
+        self.default = self.tube(DEFAULT_TUBE)
+
+    # --- tubes -------------------------------------------------------------
+
+    def tube(self, name: bytes) -> Tube:
+        """The tube called name, made if it does not exist yet."""
+        t = self.tubes.get(name)
+        if t is None:
+            t = Tube(name)
+            t.index = len(self.tube_list)
+            self.tube_list.append(t)
+            self.tubes[name] = t
+        return t
+
+    def _maybe_drop(self, t: Tube) -> None:
+        if not t.is_unused():
+            return
+        del self.tubes[t.name]
+        last = self.tube_list.pop()
+        if last is not t:
+            self.tube_list[t.index] = last
+            last.index = t.index
+        t.index = -1
+
+    def attach(self, client: Client) -> None:
+        """A new connection uses and watches default."""
+        t = self.default
+        client.use = t
+        t.using += 1
+        client.watch.append(t)
+        t.watching += 1
+
+    def use(self, client: Client, name: bytes) -> Tube:
+        t = self.tube(name)
+        old = client.use
+        client.use = t
+        t.using += 1
+        if old is not None:
+            old.using -= 1
+            self._maybe_drop(old)
+        return t
+
+    def watch(self, client: Client, name: bytes) -> int:
+        t = self.tube(name)
+        if t not in client.watch:
+            client.watch.append(t)
+            t.watching += 1
+        return len(client.watch)
+
+    def ignore(self, client: Client, name: bytes) -> int:
+        watch = client.watch
+        for i, t in enumerate(watch):
+            if t.name == name:
+                if len(watch) < 2:
+                    raise NotIgnored(name)
+                # The reference removes by moving the last entry into the hole.
+                last = watch.pop()
+                if i < len(watch):
+                    watch[i] = last
+                t.watching -= 1
+                self._maybe_drop(t)
+                break
+        return len(watch)
+
+    def detach(self, client: Client) -> None:
+        """A connection closed: its reservations go back to ready, its tubes may go."""
+        if client.reserved:
+            jobs = list(client.reserved.values())
+            client.reserved.clear()
+            for job in jobs:
+                self._unreserve(job)
+                self._make_ready(job)
+                self._kick_waiters(job.tube)
+        for t in client.watch:
+            t.watching -= 1
+        watched, client.watch = client.watch, []
+        used, client.use = client.use, None
+        if used is not None:
+            used.using -= 1
+            self._maybe_drop(used)
+        for t in watched:
+            if t.index >= 0:
+                self._maybe_drop(t)
+
+    # --- pause -------------------------------------------------------------
+
+    def pause_tube(self, name: bytes, seconds: int) -> None:
+        t = self.tubes.get(name)
+        if t is None:
+            raise NotFound(name)
+        now = self.clock()
+        t.pause = seconds
+        # As the reference does, a pause of 0 still pauses for an instant so
+        # that waiting clients are woken when it ends.
+        t.unpause_at = now + (seconds if seconds else 1e-9)
+        t.cmd_pause += 1
+        self._pause_seq += 1
+        heapq.heappush(self._pauses, (t.unpause_at, self._pause_seq, t))
+        self.schedule(t.unpause_at)
+
+    def paused(self, t: Tube) -> bool:
+        """Whether t is paused now; a pause that has ended is cleared here."""
+        if not t.unpause_at:
+            return False
+        if self.clock() < t.unpause_at:
+            return True
+        t.unpause_at = 0.0
+        t.pause = 0
+        return False
+
+    def unpause_due(self, now: float) -> None:
+        pauses = self._pauses
+        while pauses and pauses[0][0] <= now:
+            when, _, t = heapq.heappop(pauses)
+            if t.unpause_at == when:
+                t.unpause_at = 0.0
+                t.pause = 0
+                self._kick_waiters(t)
+
+    def next_pause(self) -> float:
+        pauses = self._pauses
+        while pauses and pauses[0][2].unpause_at != pauses[0][0]:
+            heapq.heappop(pauses)
+        return pauses[0][0] if pauses else INF
+
+    # --- internal moves between the heaps -----------------------------------
+
+    def _make_ready(self, job: Job) -> None:
+        job.runnable_at = None
+        job.state = READY
+        job.reserver = None
+        t = job.tube
+        t.ready.push(job)
+        self.ready_ct += 1
+        if job.priority < URGENT_THRESHOLD:
+            self.urgent_ct += 1
+            t.urgent += 1
+
+    def _make_delayed(self, job: Job, delay: float, now: float) -> None:
+        when = now + delay
+        job.runnable_at = when
+        job.state = DELAYED
+        job.reserver = None
+        t = job.tube
+        t.delay.push(job)
+        self.delayed_ct += 1
+        self._delay_changed(t)
+        self.schedule(when)
+
+    def _make_buried(self, job: Job) -> None:
+        job.runnable_at = None
+        job.state = BURIED
+        job.reserver = None
+        job.buries += 1
+        job.tube.buried[job.id] = job
+        self.buried_ct += 1
+
+    def _delay_changed(self, t: Tube) -> None:
+        name = t.name
+        dt = self.delayed_tubes
+        if len(t.delay):
+            if name in dt:
+                dt.fix(name)
+            else:
+                dt.push(name, t.delay)
+        elif name in dt:
+            dt.remove(name)
+
+    def _unready(self, job: Job) -> None:
+        t = job.tube
+        t.ready.remove(job)
+        self.ready_ct -= 1
+        if job.priority < URGENT_THRESHOLD:
+            self.urgent_ct -= 1
+            t.urgent -= 1
+
+    def _undelay(self, job: Job) -> None:
+        t = job.tube
+        t.delay.remove(job)
+        self.delayed_ct -= 1
+        self._delay_changed(t)
+
+    def _unbury(self, job: Job) -> None:
+        del job.tube.buried[job.id]
+        self.buried_ct -= 1
+
+    def _unreserve(self, job: Job) -> None:
+        """Take a reserved job out of the TTR heap (the caller unlinks its client)."""
+        self.ttr.remove(job)
+        self.reserved_ct -= 1
+        job.tube.reserved -= 1
+        job.reserver = None
+
+    def _reserve(self, client: Client, job: Job, now: float) -> None:
+        t = job.tube
+        t.reserved += 1
+        self.reserved_ct += 1
+        job.reserves += 1
+        job.state = RESERVED
+        job.reserver = client
+        deadline = now + job.ttr
+        job.runnable_at = deadline
+        self.ttr.push(job)
+        client.reserved[job.id] = job
+        self.schedule(deadline)
+
+    def _kick_waiters(self, t: Tube) -> None:
+        if t.waiters and len(t.ready):
+            self.lock.process_queue(t)  # type: ignore[union-attr]
+
+    # --- the transitions ----------------------------------------------------
+
+    def new_job(self, priority: int, delay: int, ttr: int, tube: Tube) -> Job:
+        """A job for a put whose line parsed; it consumes an id even if never stored."""
+        jid = self.next_id
+        self.next_id = jid + 1
+        job = Job(jid, priority, None, ttr, b"", delay, self.clock())
+        job.tube = tube
+        return job
+
+    def put(self, job: Job) -> None:
+        t = job.tube
+        self.jobs[job.id] = job
+        if job.delay:
+            self._make_delayed(job, job.delay, self.clock())
+        else:
+            self._make_ready(job)
+        self.total_jobs += 1
+        t.total_jobs += 1
+        self.journal.put(job)
+        if t.waiters and len(t.ready):
+            self.lock.process_queue(t)  # type: ignore[union-attr]
+
+    def find_ready(self, client: Client) -> Job | None:
+        """The job a reserve by client would get now: least (priority, id) over
+        the watched tubes that are not paused."""
+        best = None
+        for t in client.watch:
+            if len(t.ready):
+                if t.unpause_at and self.paused(t):
+                    continue
+                j = t.ready.peek()
+                if (
+                    best is None
+                    or j.priority < best.priority
+                    or (j.priority == best.priority and j.id < best.id)
+                ):
+                    best = j
+        return best
+
+    def any_ready(self, client: Client) -> bool:
+        """The reference's conn_ready: a watched tube has ready jobs, paused or not."""
+        return any(len(t.ready) for t in client.watch)
+
+    def reserve_ready(self, client: Client, job: Job) -> Job:
+        """Reserve a job that find_ready (or the lock service) picked."""
+        self._unready(job)
+        self._reserve(client, job, self.clock())
+        return job
+
+    def reserve_job(self, client: Client, jid: int) -> Job:
+        job = self.jobs.get(jid)
+        if job is None:
+            raise NotFound(jid)
+        state = job.state
+        if state == READY:
+            self._unready(job)
+        elif state == BURIED:
+            self._unbury(job)
+        elif state == DELAYED:
+            self._undelay(job)
+        else:
+            raise NotFound(jid)
+        self._reserve(client, job, self.clock())
+        return job
+
+    def delete(self, client: Client, jid: int) -> None:
+        job = self.jobs.get(jid)
+        if job is None:
+            raise NotFound(jid)
+        state = job.state
+        if state == RESERVED:
+            if job.reserver is not client:
+                raise NotFound(jid)
+            del client.reserved[jid]
+            self._unreserve(job)
+        elif state == READY:
+            self._unready(job)
+        elif state == BURIED:
+            self._unbury(job)
+        elif state == DELAYED:
+            self._undelay(job)
+        else:
+            raise NotFound(jid)
+        t = job.tube
+        t.cmd_delete += 1
+        del self.jobs[jid]
+        self.journal.delete(job)
+        self._maybe_drop(t)
+
+    def release(self, client: Client, jid: int, priority: int, delay: int) -> None:
+        job = client.reserved.pop(jid, None)
+        if job is None:
+            raise NotFound(jid)
+        self._unreserve(job)
+        job.priority = priority
+        job.delay = delay
+        job.releases += 1
+        if delay:
+            self._make_delayed(job, delay, self.clock())
+            self.journal.update(job)
+        else:
+            self._make_ready(job)
+            self._kick_waiters(job.tube)
+
+    def bury(self, client: Client, jid: int, priority: int) -> None:
+        job = client.reserved.pop(jid, None)
+        if job is None:
+            raise NotFound(jid)
+        self._unreserve(job)
+        job.priority = priority
+        self._make_buried(job)
+        self.journal.update(job)
+
+    def touch(self, client: Client, jid: int) -> None:
+        job = client.reserved.get(jid)
+        if job is None:
+            raise NotFound(jid)
+        job.runnable_at = self.clock() + job.ttr
+        self.ttr.update(job)
+
+    def _kick_one(self, job: Job) -> None:
+        job.kicks += 1
+        self._make_ready(job)
+        self.journal.update(job)
+        self._kick_waiters(job.tube)
+
+    def kick(self, t: Tube, bound: int) -> int:
+        """Kick up to bound buried jobs of t, or if it has none, delayed ones."""
+        n = 0
+        if t.buried:
+            buried = t.buried
+            while n < bound and buried:
+                _, job = buried.popitem(last=False)
+                self.buried_ct -= 1
+                self._kick_one(job)
+                n += 1
+        else:
+            delay = t.delay
+            while n < bound and len(delay):
+                job = delay.pop()
+                self.delayed_ct -= 1
+                self._delay_changed(t)
+                self._kick_one(job)
+                n += 1
+        return n
+
+    def kick_job(self, jid: int) -> None:
+        job = self.jobs.get(jid)
+        if job is None:
+            raise NotFound(jid)
+        if job.state == BURIED:
+            self._unbury(job)
+        elif job.state == DELAYED:
+            self._undelay(job)
+        else:
+            raise NotFound(jid)
+        self._kick_one(job)
+
+    def peek(self, jid: int) -> Job:
+        job = self.jobs.get(jid)
+        if job is None:
+            raise NotFound(jid)
+        return job
+
+    # --- the clock's transitions (called by the timer service) ---------------
+
+    def wake_delayed(self, now: float) -> None:
+        """Delayed jobs whose time has come (deadline <= now) become ready."""
+        dt = self.delayed_tubes
+        while len(dt):
+            _, heap = dt.peek()
+            job = heap.peek()
+            if job.runnable_at > now:
+                break
+            heap.pop()
+            self.delayed_ct -= 1
+            t = job.tube
+            self._delay_changed(t)
+            self._make_ready(job)
+            self._kick_waiters(t)
+
+    def next_delay(self) -> float:
+        dt = self.delayed_tubes
+        if not len(dt):
+            return INF
+        return dt.peek()[1].peek().runnable_at
+
+    def expire_ttr(self, now: float) -> None:
+        """Reserved jobs whose TTR deadline has strictly passed go back to ready."""
+        heap = self.ttr
+        while len(heap):
+            job = heap.peek()
+            if job.runnable_at >= now:
+                break
+            heap.pop()
+            client = job.reserver
+            if client is not None:
+                client.reserved.pop(job.id, None)
+            self.reserved_ct -= 1
+            t = job.tube
+            t.reserved -= 1
+            job.timeouts += 1
+            self.timeouts += 1
+            self._make_ready(job)
+            self._kick_waiters(t)
+
+    def next_ttr(self) -> float:
+        heap = self.ttr
+        return heap.peek().runnable_at if len(heap) else INF
+
+    # --- binlog replay -------------------------------------------------------
+
+    def restore(self, job: Job) -> None:
+        """Take back a job recovered from the binlog (times in wall-clock seconds).
+
+        The job arrives with tube = its tube's name; it is attached as ready,
+        delayed (its remaining delay keeps counting across the downtime) or
+        buried (in the order given), and is not journaled again.
+        """
+        name = job.tube
+        t = self.tube(name if isinstance(name, bytes) else name.name)
+        job.tube = t
+        offset = self.clock() - time.time()
+        job.created_at = job.created_at + offset
+        if job.id in self.jobs:
+            raise ValueError(f"job {job.id} restored twice")
+        self.jobs[job.id] = job
+        if job.id >= self.next_id:
+            self.next_id = job.id + 1
+        if job.state == BURIED:
+            job.buries -= 1  # _make_buried counts a bury; replay is not one
+            self._make_buried(job)
+        elif job.state == DELAYED and job.runnable_at is not None:
+            now = self.clock()
+            when = job.runnable_at + offset
+            self._make_delayed(job, max(0.0, when - now), now)
+        else:
+            self._make_ready(job)
