@@ -358,6 +358,15 @@ def describe_machine(s: Settings) -> str:
             check=True,
             cwd=_HERE.parent,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "geanstalk"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=_HERE.parent,
+        ).stdout.strip()
+        if dirty:
+            commit += " plus uncommitted changes in geanstalk/"
     ref = "absent"
     if BEANSTALKD:
         with contextlib.suppress(OSError, subprocess.CalledProcessError):
