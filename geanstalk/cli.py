@@ -86,6 +86,8 @@ def _size(flag: str, text: str) -> int:
 
 def _apply(opts: Options, flag: str, value: str | None) -> None:
     if flag == "p":
+        if not (value or "").isdigit() or int(value) > 65535:  # type: ignore[arg-type]
+            raise UsageError(f"invalid port: {value}")
         opts.port = value  # type: ignore[assignment]
     elif flag == "l":
         opts.addr = value  # type: ignore[assignment]
@@ -180,12 +182,7 @@ def make_socket(addr: str, port: str) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
     else:
-        try:
-            portnum = int(port)
-        except ValueError:
-            portnum = -1
-        if not 0 <= portnum <= 65535:
-            raise UsageError(f"invalid port: {port}")
+        portnum = int(port)
         host = addr[1:-1] if addr.startswith("[") and addr.endswith("]") else addr
         infos = socket.getaddrinfo(
             host or None, portnum, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

@@ -524,7 +524,7 @@ class Connection(asyncio.Protocol):
     def _schedule_resume(self) -> None:
         if not self._resume_pending:
             self._resume_pending = True
-            asyncio.get_event_loop().call_soon(self._resume)
+            self.server.loop.call_soon(self._resume)
 
     def _resume(self) -> None:
         """Carry on with input that waited behind a blocked reserve."""
