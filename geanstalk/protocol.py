@@ -274,7 +274,7 @@ class Connection(asyncio.Protocol):
         self.stats = server.stats
         self.transport: Any = None
         self.peer = "?"
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
         self._state = S_COMMAND
         self._job: Job | None = None  # the put whose body is being read
         self._need = 0  # bytes still to read (S_DATA) or to skip (S_SKIP)
@@ -288,6 +288,7 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._resume_pending = False
+        self._gated = server.gated
         self.client = server.new_client(self._wake)
         self._handlers = {
             OP_PUT: self._put,
@@ -340,11 +341,18 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed or self._state == S_CLOSE:
             return
-        self._buf += data
+        # Pending input is b"" or a bytearray; a fresh chunk is parsed as it
+        # came (no copy) and only a leftover is kept.
+        buf = self._buf
+        if buf:
+            buf += data  # type: ignore[operator]
+        else:
+            self._buf = data
         if self._state != S_WAIT:
             self._process()
             self._flush()
-        self._update_reading()
+        if self._read_paused or (self._state == S_WAIT and len(self._buf) > INPUT_HOLD_MAX):
+            self._update_reading()
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -440,8 +448,13 @@ class Connection(asyncio.Protocol):
                 state = self._state = S_COMMAND
             else:
                 break
-        if pos:
-            del buf[:pos]
+        if pos >= n:
+            self._buf = b""
+        elif type(buf) is bytearray:
+            if pos:
+                del buf[:pos]
+        else:
+            self._buf = bytearray(buf[pos:])
         if self._eof and state != S_WAIT:
             self._finish_eof()
 
@@ -469,6 +482,9 @@ class Connection(asyncio.Protocol):
 
     def _emit(self, data: bytes) -> None:
         """Write, unless a log record this reply depends on is not durable yet."""
+        if not self._gated:
+            self._write(data)
+            return
         journal = self.server.journal
         seq = journal.pending()
         if self._held:

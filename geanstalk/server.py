@@ -48,6 +48,8 @@ class Server:
     ) -> None:
         self.loop = loop
         self.journal: Journal = journal if journal is not None else NullJournal()
+        # Without a log every change is "durable" at once: no reply gate.
+        self.gated = not isinstance(self.journal, NullJournal)
         self.max_job_size = max_job_size
         self.output_cap = output_cap
         self.clock = clock
