@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,3 +37,14 @@ def open_log(
     yield _open
     for log in opened:
         loop.run_until_complete(log.close())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stress runs (hundreds of kill -9) only when asked for with `-m stress`."""
+    if "stress" in (config.option.markexpr or ""):
+        return
+    here = str(Path(__file__).parent)
+    skip = pytest.mark.skip(reason="stress run: select it with -m stress")
+    for item in items:
+        if "stress" in item.keywords and str(item.path).startswith(here):
+            item.add_marker(skip)
