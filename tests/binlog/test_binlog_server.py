@@ -370,3 +370,35 @@ def test_sigkill_leaves_a_directory_the_next_server_can_use(binlog_dir) -> None:
         c.close()
     finally:
         server.stop()
+
+
+def test_kick_n_and_tubes_survive_a_restart(binlog_dir) -> None:
+    server = start(binlog_dir, "-f", "0")
+    try:
+        c = Client(server)
+        assert c.one(b"use mail\r\n") == b"USING mail\r\n"
+        buried = [c.put(b"b%d" % i) for i in range(3)]
+        for jid in buried:
+            assert c.one(b"reserve-job %d\r\n" % jid).startswith(b"RESERVED")
+            assert c.one(b"bury %d 0\r\n" % jid) == b"BURIED\r\n"
+        assert c.one(b"kick 2\r\n") == b"KICKED 2\r\n"
+        assert c.one(b"use sms\r\n") == b"USING sms\r\n"
+        delayed = [c.put(b"d%d" % i, delay=1000) for i in range(3)]
+        assert c.one(b"kick 1\r\n") == b"KICKED 1\r\n"
+        c.close()
+        server = restart(server, binlog_dir, "-f", "0", crash=True)
+        c = Client(server)
+        states = {jid: c.stats_job(jid) for jid in buried + delayed}
+        assert [(s["tube"], s["state"], s["kicks"]) for s in states.values()] == [  # type: ignore[index]
+            ("mail", "ready", "1"),
+            ("mail", "ready", "1"),
+            ("mail", "buried", "0"),
+            ("sms", "ready", "1"),
+            ("sms", "delayed", "0"),
+            ("sms", "delayed", "0"),
+        ]
+        tubes = c.one(b"list-tubes\r\n")
+        assert b"- mail\n" in tubes and b"- sms\n" in tubes
+        c.close()
+    finally:
+        server.stop()
