@@ -65,6 +65,10 @@ class Step:
     sleep: float = 0.0
     replies: int | None = None  # only when a body itself contains CR LF
     bytewise: bool = False  # send one byte per write
+    # Resend until the reply matches (at most the player's timeout): for waiting
+    # on something another connection caused, such as a client being counted
+    # as waiting, without guessing how long the server takes.
+    poll: bool = False
 
 
 @dataclass
@@ -218,6 +222,9 @@ class Player:
     def run_step(self, index: int, step: Step) -> None:
         if step.sleep:
             time.sleep(step.sleep)
+        if step.poll:
+            self.poll_step(index, step)
+            return
         if isinstance(step.send, Action):
             self.act(step)
         elif step.send:
@@ -233,6 +240,24 @@ class Player:
             self.expect_closed(index, step)
         elif step.expect:
             self.expect_bytes(index, step, step.expect)
+
+    def poll_step(self, index: int, step: Step) -> None:
+        assert isinstance(step.send, bytes) and isinstance(step.expect, bytes)
+        deadline = time.monotonic() + self.timeout
+        pattern, new = compile_template(step.expect, self.bound)
+        n = step.replies or count_template_replies(step.expect)
+        while True:
+            self.sock(step.conn).sendall(substitute(step.send, self.bound))
+            replies, _ = self.read_replies(step.conn, n)
+            got = b"".join(replies)
+            m = pattern.fullmatch(got)
+            if m is not None:
+                for name in new:
+                    self.bound[name] = m.group(name)
+                return
+            if time.monotonic() > deadline:
+                self.fail(index, step, f"never matched; last observed: {got!r}")
+            time.sleep(0.02)
 
     def act(self, step: Step) -> None:
         assert isinstance(step.send, Action)
