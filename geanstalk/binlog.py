@@ -47,17 +47,9 @@ class _File:
         self.release_seq = 0  # the file may go once records up to this are synced
 
 
-class _Live:
-    __slots__ = ("file", "image", "job", "size")
-
-    def __init__(self, image: fmt.JobImage, file: int, size: int, job: Any) -> None:
-        self.image = image
-        self.file = file
-        self.size = size
-        self.job = job
-
-
 def _tube_name(tube: Any) -> bytes:
+    if tube.__class__ is bytes:
+        return tube  # type: ignore[no-any-return]
     name = getattr(tube, "name", tube)
     if isinstance(name, str):
         return name.encode("ascii")
@@ -101,7 +93,7 @@ class Binlog:
         self._files: dict[int, _File] = {}  # oldest first
         self._cur: _File | None = None
         self._fd = -1
-        self._live: dict[int, _Live] = {}
+        self._live: dict[int, fmt.JobImage] = {}  # anchored in image.file
         self._live_bytes = 0
         self._disk_bytes = 0
         self._max_id = 0
@@ -198,7 +190,8 @@ class Binlog:
             job.reserves, job.timeouts, job.releases, job.buries, job.kicks = image.counters
             job.file = number
             size = image.job_record_size()
-            self._live[image.id] = _Live(image, number, size, job)
+            image.file, image.job = number, job
+            self._live[image.id] = image
             self._files[number].live.add(image.id)
             self._live_bytes += size
             jobs.append(job)
@@ -239,7 +232,8 @@ class Binlog:
         old = self._live.get(job.id)
         if old is not None:
             self._unanchor(job.id, old, seq)
-        self._live[job.id] = _Live(image, number, len(record), job)
+        image.file, image.job = number, job
+        self._live[job.id] = image
         self._files[number].live.add(job.id)
         self._live_bytes += len(record)
         job.file = number
@@ -251,7 +245,7 @@ class Binlog:
             self.put(job)
             return
         off = time.time() - time.monotonic()
-        entry.image.set_state(
+        entry.set_state(
             self._next_order(),
             job.priority,
             job.ttr,
@@ -261,7 +255,7 @@ class Binlog:
             (job.reserves, job.timeouts, job.releases, job.buries, job.kicks),
         )
         entry.job = job
-        self._append(fmt.encode_update(entry.image))
+        self._append(fmt.encode_update(entry))
 
     def delete(self, job: Any) -> None:
         self._check_open()
@@ -272,12 +266,12 @@ class Binlog:
         seq, _ = self._append(fmt.encode_delete(job_id))
         self._unanchor(job_id, entry, seq)
 
-    def _unanchor(self, job_id: int, entry: _Live, seq: int) -> None:
+    def _unanchor(self, job_id: int, entry: fmt.JobImage, seq: int) -> None:
         """The job no longer needs its file once the record at seq is synced."""
         old = self._files[entry.file]
         old.live.discard(job_id)
         old.release_seq = max(old.release_seq, seq)
-        self._live_bytes -= entry.size
+        self._live_bytes -= entry.job_record_size()
 
     @staticmethod
     def _wall_runnable(job: Any, off: float) -> float | None:
@@ -502,7 +496,7 @@ class Binlog:
         while target.live and records < _STEP_RECORDS and moved < _STEP_BYTES:
             job_id = target.live.pop()
             entry = self._live[job_id]
-            record = fmt.encode_job(entry.image)
+            record = fmt.encode_job(entry)
             seq, number = self._append(record)
             self._files[number].live.add(job_id)
             entry.file = number

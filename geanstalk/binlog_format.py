@@ -36,6 +36,7 @@ _VERSION_END = 12  # magic + version: enough to tell a newer format apart
 # length of (type + fields + tube + body), crc32 of (length bytes + all that)
 _PREFIX = struct.Struct("<II")
 PREFIX_SIZE = _PREFIX.size  # 8
+_LEN = struct.Struct("<I")
 
 # type, id, order, priority, ttr, delay, state, created_at, runnable_at,
 # reserves, timeouts, releases, buries, kicks, tube length, body length
@@ -71,7 +72,9 @@ class JobImage:
     Times are wall-clock seconds (time.time()); ``runnable_at`` is None unless
     the job is delayed. ``order`` is the journal position of the record that
     gave the job its state, kept through compaction copies so that buried
-    jobs come back in the order they were buried.
+    jobs come back in the order they were buried. ``file`` and ``job`` are
+    the writer's bookkeeping (where the record is, which Job it mirrors) and
+    are neither encoded nor compared.
     """
 
     __slots__ = (
@@ -79,7 +82,9 @@ class JobImage:
         "buries",
         "created_at",
         "delay",
+        "file",
         "id",
+        "job",
         "kicks",
         "order",
         "priority",
@@ -117,6 +122,9 @@ class JobImage:
         self.reserves, self.timeouts, self.releases, self.buries, self.kicks = counters
         self.tube = tube
         self.body = body
+        # Not stored: the file this record sits in, and the server's Job (for job.file).
+        self.file = 0
+        self.job: object = None
 
     @property
     def counters(self) -> tuple[int, int, int, int, int]:
@@ -146,13 +154,16 @@ class JobImage:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JobImage):
             return NotImplemented
-        return all(_same(getattr(self, k), getattr(other, k)) for k in self.__slots__)
+        return all(_same(getattr(self, k), getattr(other, k)) for k in _COMPARED)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if k != "body")
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in _COMPARED if k != "body")
         return f"JobImage({fields}, body=<{len(self.body)} bytes>)"
 
     __hash__ = None  # type: ignore[assignment]
+
+
+_COMPARED = tuple(k for k in JobImage.__slots__ if k not in ("file", "job"))
 
 
 def _same(a: object, b: object) -> bool:
@@ -167,12 +178,9 @@ def _u32(value: int) -> int:
 
 
 def _seal(payload: bytes) -> bytes:
-    length = struct.pack("<I", len(payload))
-    return length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
-
-
-def _runnable(value: float | None) -> float:
-    return math.nan if value is None else value
+    """Prefix a payload with its length and the CRC of both."""
+    length = len(payload)
+    return _PREFIX.pack(length, zlib.crc32(payload, zlib.crc32(_LEN.pack(length)))) + payload
 
 
 def encode_header(max_id: int) -> bytes:
@@ -204,7 +212,8 @@ def decode_header(data: bytes | memoryview) -> int:
 def encode_job(image: JobImage) -> bytes:
     if len(image.tube) > MAX_TUBE:
         raise ValueError(f"tube name longer than {MAX_TUBE} bytes")
-    fixed = _JOB.pack(
+    runnable_at = image.runnable_at
+    fields = [
         JOB,
         image.id,
         image.order,
@@ -213,28 +222,48 @@ def encode_job(image: JobImage) -> bytes:
         image.delay,
         image.state,
         image.created_at,
-        _runnable(image.runnable_at),
-        *(_u32(c) for c in image.counters),
+        math.nan if runnable_at is None else runnable_at,
+        image.reserves,
+        image.timeouts,
+        image.releases,
+        image.buries,
+        image.kicks,
         len(image.tube),
         len(image.body),
-    )
-    return _seal(b"".join((fixed, image.tube, image.body)))
+    ]
+    try:
+        fixed = _JOB.pack(*fields)
+    except struct.error:
+        fields[9:14] = map(_u32, fields[9:14])
+        fixed = _JOB.pack(*fields)
+    tube, body = image.tube, image.body
+    length = _JOB.size + len(tube) + len(body)
+    crc = zlib.crc32(body, zlib.crc32(tube, zlib.crc32(fixed, zlib.crc32(_LEN.pack(length)))))
+    return b"".join((_PREFIX.pack(length, crc), fixed, tube, body))
 
 
 def encode_update(image: JobImage) -> bytes:
-    return _seal(
-        _UPDATE.pack(
-            UPDATE,
-            image.id,
-            image.order,
-            image.priority,
-            image.ttr,
-            image.delay,
-            image.state,
-            _runnable(image.runnable_at),
-            *(_u32(c) for c in image.counters),
-        )
-    )
+    runnable_at = image.runnable_at
+    fields = [
+        UPDATE,
+        image.id,
+        image.order,
+        image.priority,
+        image.ttr,
+        image.delay,
+        image.state,
+        math.nan if runnable_at is None else runnable_at,
+        image.reserves,
+        image.timeouts,
+        image.releases,
+        image.buries,
+        image.kicks,
+    ]
+    try:
+        return _seal(_UPDATE.pack(*fields))
+    except struct.error:
+        fields[8:13] = map(_u32, fields[8:13])
+        return _seal(_UPDATE.pack(*fields))
 
 
 def encode_delete(job_id: int) -> bytes:
