@@ -402,3 +402,32 @@ def test_kick_n_and_tubes_survive_a_restart(binlog_dir) -> None:
         c.close()
     finally:
         server.stop()
+
+
+def test_torn_tail_is_cut_with_a_warning_and_the_rest_served(binlog_dir, tmp_path) -> None:
+    server = start(binlog_dir, "-f", "0")
+    c = Client(server)
+    kept = [c.put(b"kept %d" % i) for i in range(3)]
+    c.close()
+    assert server.stop() == 0
+    path = Path(binlog_dir, "binlog.1")
+    whole = path.stat().st_size
+    server = start(binlog_dir, "-f", "0")
+    c = Client(server)
+    torn = c.put(b"this record is torn by the crash")
+    c.close()
+    server.kill()
+    with path.open("r+b") as f:
+        f.truncate(whole + 10)  # the crash landed inside the last record
+    err = str(tmp_path / "err")
+    server = start(binlog_dir, "-f", "0", stderr=err)
+    try:
+        c = Client(server)
+        for jid in kept:
+            assert c.one(b"peek %d\r\n" % jid).startswith(b"FOUND %d " % jid)
+        assert c.one(b"peek %d\r\n" % torn) == b"NOT_FOUND\r\n"
+        c.close()
+    finally:
+        server.stop()
+    assert "torn last record" in Path(err).read_text()
+    assert path.stat().st_size >= whole
