@@ -190,7 +190,7 @@ class Client:
 
 
 @pytest.fixture
-def pair(request: pytest.FixtureRequest) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def pair() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     with running("beanstalkd") as reference, running("geanstalk") as ours:
         yield reference, ours
 
