@@ -382,6 +382,21 @@ def describe_machine(s: Settings) -> str:
     )
 
 
+def command_line(argv: Sequence[str] | None) -> str:
+    """The options of this run as typed, without --markdown and its file (a local path)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--markdown":
+            skip = True
+        elif not arg.startswith("--markdown="):
+            out.append(arg)
+    return " ".join(out) + (" --markdown FILE" if len(out) < len(args) else "")
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace]:
     ap = argparse.ArgumentParser(prog="loadgen", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short version: 1 s, 1 run, fewer rows")
@@ -433,10 +448,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
 
 def main(argv: Sequence[str] | None = None) -> int:
     s, a = parse_args(argv)
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
     table = run_throughput(s)
     startup = measure_startup(s) if selected("startup", s.patterns) else {}
     memory = measure_memory(s) if selected("memory", s.patterns) else {}
     body = render(s, table, startup, memory)
+    # other work on the machine skews every figure; say how much there was
+    body += (
+        f"\nRun took {time.monotonic() - started:.0f} s; 1-minute load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"(this load generator alone accounts for about 2).\n"
+    )
     checks = targets(table, startup, memory)
     print(body)
     if checks:
@@ -445,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = (
             "# Server benchmarks: geanstalk vs beanstalkd\n\n"
             f"{describe_machine(s)}\n\n"
-            f"Command: `python -m benchmarks.loadgen {' '.join(argv or sys.argv[1:])}`\n\n"
+            f"Command: `python -m benchmarks.loadgen {command_line(argv)}`\n\n"
             f"{body}"
         )
         if checks:
