@@ -111,4 +111,7 @@ def test_server_throughput(benchmark, kind: str, name: str) -> None:  # type: ig
         ref = _reference_rates.get(name) or loadgen.run_scenario_once("beanstalkd", sc, settings)
         benchmark.extra_info["beanstalkd_ops_per_s"] = round(ref.ops_per_s)
         benchmark.extra_info["ratio"] = round(result.ops_per_s / ref.ops_per_s, 3)
+        benchmark.extra_info["cpu_per_op_ratio"] = round(
+            result.cpu_us_per_op / ref.cpu_us_per_op, 3
+        )
     assert result.ops > 0
