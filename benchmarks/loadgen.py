@@ -192,16 +192,30 @@ def run_throughput(s: Settings) -> dict[str, dict[str, Row]]:
     return table
 
 
+# The floor under geanstalk's start-up: this interpreter starting, binding,
+# accepting one connection and answering one line, with nothing imported.
+BARE_PYTHON = "python"
+_BARE_SERVER = (
+    "import socket,sys\n"
+    "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+    "s.bind(('127.0.0.1',int(sys.argv[1])));s.listen()\n"
+    "c,_=s.accept();c.recv(64);c.sendall(b'USING default\\r\\n');c.recv(64)\n"
+)
+
+
 def server_argv(kind: str, port: int) -> list[str]:
     args = ["-l", "127.0.0.1", "-p", str(port)]
+    if kind == BARE_PYTHON:
+        return [sys.executable, "-c", _BARE_SERVER, str(port)]
     return geanstalk_command(*args) if kind == "geanstalk" else beanstalkd_command(*args)
 
 
 def measure_startup(s: Settings) -> dict[str, tuple[float, float]]:
     """Median ms from exec to first accepted connection, and to first reply."""
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in s.servers}
+    kinds = [*s.servers, BARE_PYTHON] if "geanstalk" in s.servers else list(s.servers)
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     for _ in range(s.startup_runs):
-        for kind in s.servers:
+        for kind in kinds:
             port = free_port()
             conn, reply, proc = procfs.time_to_first_connection(server_argv(kind, port), port)
             proc.terminate()
@@ -300,7 +314,14 @@ def render(
         lines += [
             f"- {k}: {v[0]:.1f} ms to accept, {v[1]:.1f} ms to first reply"
             for k, v in startup.items()
+            if k != BARE_PYTHON
         ]
+        if BARE_PYTHON in startup:
+            v = startup[BARE_PYTHON]
+            lines.append(
+                f"- for scale, a bare Python interpreter that only binds, accepts and answers "
+                f"one line: {v[0]:.1f} ms to accept, {v[1]:.1f} ms to first reply"
+            )
     return "\n".join(lines) + "\n"
 
 
