@@ -203,6 +203,10 @@ def test_sigterm_syncs_and_exits_0(binlog_dir) -> None:
 
 def test_second_server_on_the_same_directory_is_refused(binlog_dir, tmp_path) -> None:
     first = start(binlog_dir)
+    # a reply means the first server holds the lock: the port opens before the log does
+    probe = Client(first)
+    assert probe.one(b"stats\r\n").startswith(b"OK ")
+    probe.close()
     err = str(tmp_path / "second.err")
     second = geanstalk_server("-b", binlog_dir, stderr_path=err)
     try:
