@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import json
 import os
 import platform
 import shutil
@@ -33,6 +34,7 @@ for _p in (str(_HERE), str(_HERE.parent)):
         sys.path.insert(0, _p)
 
 import loadgen_procfs as procfs  # noqa: E402
+from loadgen_clients import wait_until_serving  # noqa: E402
 from loadgen_run import Load, RunResult, fill, run_load  # noqa: E402
 
 from tests.servers import (  # noqa: E402
@@ -70,7 +72,7 @@ class Settings:
     procs: int | None = None  # None: each scenario's own choice
     conns: tuple[int, ...] = (1, 10, 50)
     bodies: tuple[int, ...] = (100, 4096)
-    rate: float = 4000.0
+    rate: float = 1000.0  # well under what one consumer connection can take, on a busy machine too
     prefill_per_second: int = 60_000
     memory_jobs: int = 1_000_000
     startup_runs: int = 7
@@ -124,8 +126,12 @@ def fresh_server(kind: str, sc: Scenario | None, tmp_dir: str | None) -> Iterato
     if sc is not None and sc.binlog:
         logdir = tempfile.mkdtemp(prefix=f"loadgen-{kind}-", dir=tmp_dir)
         flags = ["-b", logdir, *flags]
-    server = make_server(kind, *flags).start()
+    server = make_server(kind, *flags)
     try:
+        server.start()
+        # listening is not serving: geanstalk binds first and imports the rest
+        # after, and a run must not time those imports as part of the load
+        wait_until_serving(server.address)
         yield server
     finally:
         server.stop()
@@ -184,6 +190,9 @@ def run_throughput(s: Settings) -> dict[str, dict[str, Row]]:
                 r = run_scenario_once(kind, sc, s)
                 runs[kind].append(r)
                 extra = f" exhausted={r.exhausted}" if r.exhausted else ""
+                if r.latencies_ns:
+                    p50, p99 = (percentile(r.latencies_ns, q) / 1e6 for q in (0.5, 0.99))
+                    extra += f" p50 {p50:.3f} ms p99 {p99:.3f} ms"
                 s.log(
                     f"{sc.name:28} {kind:10} rep {rep + 1}: {r.ops:>8} ops "
                     f"{r.ops_per_s:>10.0f}/s  cpu {r.cpu_us_per_op:6.1f} us/op{extra}"
@@ -251,6 +260,38 @@ def measure_memory(s: Settings) -> dict[str, float]:
             f"{after >> 20} MiB = {out[kind]:.0f} B/job"
         )
     return out
+
+
+def as_json(
+    table: dict[str, dict[str, Row]],
+    startup: dict[str, tuple[float, float]],
+    memory: dict[str, float],
+) -> dict[str, object]:
+    """Medians and the runs behind them, for tools that build their own tables."""
+
+    def num(x: float) -> float | None:
+        return None if x != x else x  # JSON has no NaN
+
+    def run(r: RunResult) -> dict[str, float]:
+        return {"ops": r.ops, "seconds": r.seconds, "server_cpu_s": r.server_cpu}
+
+    return {
+        "scenarios": {
+            name: {
+                kind: {
+                    "ops_per_s": num(row.ops_per_s),
+                    "cpu_us_per_op": num(row.cpu_us_per_op),
+                    "p50_ms": num(row.p50_ms),
+                    "p99_ms": num(row.p99_ms),
+                    "runs": [run(r) for r in row.runs],
+                }
+                for kind, row in rows.items()
+            }
+            for name, rows in table.items()
+        },
+        "startup_ms": {k: {"accept": v[0], "first_reply": v[1]} for k, v in startup.items()},
+        "rss_bytes_per_job": memory,
+    }
 
 
 def ratio(a: float, b: float) -> float:
@@ -426,7 +467,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     ap.add_argument("--procs", type=int, help="client processes (default 2; 1 for pipelined puts)")
     ap.add_argument("--conns", help="comma list of connection counts (default 1,10,50)")
     ap.add_argument("--bodies", help="comma list of body sizes (default 100,4096)")
-    ap.add_argument("--rate", type=float, help="producer/consumer offered jobs/s (default 4000)")
+    ap.add_argument("--rate", type=float, help="producer/consumer offered jobs/s (default 1000)")
     ap.add_argument(
         "--scenario",
         action="append",
@@ -438,6 +479,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     ap.add_argument("--startup-runs", type=int, help="start-ups per server (default 7)")
     ap.add_argument("--tmp-dir", help="where binlog directories go (default: system temp)")
     ap.add_argument("--markdown", help="write the results table to this file")
+    ap.add_argument("--json", help="write every run's figures to this file")
     a = ap.parse_args(argv)
     s = Settings()
     if a.quick:
@@ -485,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(body)
     if checks:
         print("Targets:\n" + "\n".join(checks))
+    if a.json:
+        Path(a.json).write_text(json.dumps(as_json(table, startup, memory), indent=1) + "\n")
     if a.markdown:
         text = (
             "# Server benchmarks: geanstalk vs beanstalkd\n\n"

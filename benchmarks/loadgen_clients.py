@@ -258,3 +258,17 @@ def connect(address: tuple[str, int]) -> socket.socket:
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.settimeout(None)
     return s
+
+
+def wait_until_serving(address: tuple[str, int], timeout: float = 30.0) -> None:
+    """Return once the server answers a command, not merely accepts connections."""
+    with socket.create_connection(address, timeout=timeout) as s:
+        s.sendall(b"list-tube-used\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            reply += chunk
+    if not reply.startswith(b"USING "):
+        raise ProtocolMismatch(f"expected USING, got {reply[:200]!r}")

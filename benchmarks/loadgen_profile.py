@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import loadgen
+from loadgen_clients import wait_until_serving
 from loadgen_run import fill, run_load
 
 from tests.servers import ServerProcess, free_port, geanstalk_command
@@ -61,6 +62,9 @@ def top_from_collapsed(path: Path, n: int) -> str:
 
 
 def prepare(server: ServerProcess, sc: loadgen.Scenario) -> None:
+    """Wait until the server serves, warm it up briefly, then pre-fill if needed."""
+    wait_until_serving(server.address)
+    run_load(server.address, None, sc.load, 0.3, sc.procs)
     if sc.prefill:
         fill(server.address, sc.prefill, sc.load.body, procs=sc.procs)
 
