@@ -7,6 +7,12 @@ no cdef methods on purpose: that would add a vtable pointer to every job.
 """
 
 from cpython.object cimport PyObject
+
+
+cdef extern from "Python.h":
+    # borrowed-reference macros, declared here because cpython.list returns owned ones
+    Py_ssize_t PyList_GET_SIZE(object) noexcept
+    PyObject* PyList_GET_ITEM(object, Py_ssize_t) noexcept
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 
 
@@ -33,12 +39,17 @@ cdef class Job:
     cdef uint8_t _has_runnable_at
 
 
+ctypedef struct IdSlot:
+    uint64_t id
+    PyObject* job       # borrowed (the heap's list owns it); NULL marks a free slot
+
+
 cdef class JobHeap:
-    # borrowed pointers: the references are owned by _index, which the GC can see
-    cdef PyObject** _items
-    cdef Py_ssize_t _n
-    cdef Py_ssize_t _cap
-    cdef dict _index
+    # the binary heap, in slot order; owns the references and is what the GC traverses
+    cdef list _items
+    # id -> job index: open addressing, linear probing, a power-of-two size
+    cdef IdSlot* _table
+    cdef size_t _mask
 
 
 cdef class TubeHeap:
@@ -57,17 +68,19 @@ cdef inline bint job_less(Job a, Job b) noexcept:
     return a._id < b._id
 
 
-cdef inline Job heap_top(JobHeap heap):
-    """The heap's least job, or None when it is empty."""
-    if heap._n == 0:
-        return None
-    return <Job>heap._items[0]
+cdef inline PyObject* heap_top(JobHeap heap) noexcept:
+    """The heap's least job (borrowed), or NULL when it is empty."""
+    if PyList_GET_SIZE(heap._items) == 0:
+        return NULL
+    return PyList_GET_ITEM(heap._items, 0)
 
 
 cdef inline bint heap_less(JobHeap a, JobHeap b) noexcept:
     """Order of heaps by their top jobs; an empty heap sorts after every other."""
-    if a._n == 0:
+    cdef PyObject* top_a = heap_top(a)
+    cdef PyObject* top_b = heap_top(b)
+    if top_a == NULL:
         return False
-    if b._n == 0:
+    if top_b == NULL:
         return True
-    return job_less(<Job>a._items[0], <Job>b._items[0])
+    return job_less(<Job>top_a, <Job>top_b)

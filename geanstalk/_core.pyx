@@ -15,7 +15,8 @@ job's, where a job's heap slot changes).
 """
 
 cimport cython
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.exc cimport PyErr_Clear
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from cpython.object cimport PyObject
 from libc.math cimport isnan
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint32_t, uint64_t
@@ -281,6 +282,17 @@ def less(a, b):
 # --- JobHeap ---------------------------------------------------------------------
 
 
+cdef extern from "Python.h":
+    ctypedef struct PyListObject:
+        PyObject** ob_item
+
+
+cdef inline PyObject** _array(list items) noexcept:
+    # the list's own array: sifting moves pointers inside it, which leaves every
+    # reference count as it was (re-read it after any append or pop)
+    return (<PyListObject*>items).ob_item
+
+
 cdef inline void _sift_up(PyObject** items, Py_ssize_t pos) noexcept:
     cdef PyObject* moving = items[pos]
     cdef PyObject* above
@@ -323,23 +335,77 @@ cdef inline void _resift(PyObject** items, Py_ssize_t n, Py_ssize_t pos) noexcep
         _sift_down(items, n, pos)
 
 
-cdef inline bint _holds(JobHeap heap, Job job) noexcept:
-    cdef Py_ssize_t pos = job._pos
-    return 0 <= pos < heap._n and heap._items[pos] == <PyObject*>job
+# The id index. Ids are mostly consecutive (a server hands them out one by
+# one), so eight consecutive ids share one 128-byte block of the table and a
+# run of pushes touches a new cache line only every few jobs; the block number
+# is mixed so that patterned ids (multiples of a power of two) still spread.
+
+cdef enum:
+    _MIN_TABLE = 16
 
 
-cdef int _grow(JobHeap heap) except -1:
-    cdef Py_ssize_t cap = heap._cap * 2 if heap._cap else 16
-    if cap > <Py_ssize_t>INT32_MAX:
-        cap = <Py_ssize_t>INT32_MAX
-        if heap._n >= cap:
-            raise OverflowError("a JobHeap holds at most 2**31 - 1 jobs")
-    cdef PyObject** items = <PyObject**>PyMem_Realloc(heap._items, cap * sizeof(PyObject*))
-    if items == NULL:
+cdef inline size_t _home(uint64_t id, size_t mask) noexcept:
+    cdef uint64_t block = id >> 3
+    block ^= block >> 31
+    block *= <uint64_t>0x9E3779B97F4A7C15
+    block ^= block >> 29
+    return <size_t>((block << 3) | (id & 7)) & mask
+
+
+cdef inline IdSlot* _find(JobHeap heap, uint64_t id) noexcept:
+    """The slot holding id, or the free slot where it would go."""
+    cdef size_t mask = heap._mask
+    cdef size_t i = _home(id, mask)
+    cdef IdSlot* table = heap._table
+    while table[i].job != NULL and table[i].id != id:
+        i = (i + 1) & mask
+    return &table[i]
+
+
+cdef inline PyObject* _lookup(JobHeap heap, uint64_t id) noexcept:
+    return _find(heap, id).job
+
+
+cdef int _rehash(JobHeap heap, size_t size) except -1:
+    cdef IdSlot* table = <IdSlot*>PyMem_Calloc(size, sizeof(IdSlot))
+    if table == NULL:
         raise MemoryError()
-    heap._items = items
-    heap._cap = cap
+    cdef IdSlot* old = heap._table
+    cdef size_t old_size = heap._mask + 1
+    cdef size_t i
+    heap._table = table
+    heap._mask = size - 1
+    for i in range(old_size):
+        if old[i].job != NULL:
+            _find(heap, old[i].id)[0] = old[i]
+    PyMem_Free(old)
     return 0
+
+
+cdef inline void _forget(JobHeap heap, uint64_t id) noexcept:
+    """Drop id from the index (it must be there): backward-shift deletion."""
+    cdef size_t mask = heap._mask
+    cdef IdSlot* table = heap._table
+    cdef size_t hole = <size_t>(_find(heap, id) - table)
+    cdef size_t i = hole
+    cdef size_t home
+    while True:
+        i = (i + 1) & mask
+        if table[i].job == NULL:
+            break
+        home = _home(table[i].id, mask)
+        # the entry at i may fill the hole only if its home is not in (hole, i]
+        if (i - home) & mask >= (i - hole) & mask:
+            table[hole] = table[i]
+            hole = i
+    table[hole].job = NULL
+    # shrink a table that a burst left mostly empty (failure just keeps it big)
+    cdef size_t count = <size_t>PyList_GET_SIZE(heap._items)
+    if heap._mask + 1 > 4 * _MIN_TABLE and count * 8 < heap._mask + 1:
+        try:
+            _rehash(heap, (heap._mask + 1) // 4)
+        except MemoryError:
+            PyErr_Clear()
 
 
 cdef inline int _check_job(object value) except -1:
@@ -348,22 +414,44 @@ cdef inline int _check_job(object value) except -1:
     return 0
 
 
-cdef inline int _check_key(object value) except -1:
+cdef inline int _id_of(object value, uint64_t* out) except -1:
+    """1 and the id in out, or 0 for an int no job can have; TypeError for non-ints."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"job id must be an int, not {type(value).__name__}")
-    return 0
+    if value < 0:
+        return 0
+    try:
+        out[0] = <uint64_t>value
+    except OverflowError:
+        return 0
+    return 1
 
 
-cdef inline void _remove_at(JobHeap heap, Job job) noexcept:
-    """Take job out of the array; the caller then drops it from the index."""
+cdef inline bint _holds(JobHeap heap, Job job) noexcept:
     cdef Py_ssize_t pos = job._pos
-    heap._n -= 1
-    cdef PyObject* last = heap._items[heap._n]
-    if last != <PyObject*>job:
-        heap._items[pos] = last
-        (<Job>last)._pos = <int32_t>pos
-        _resift(heap._items, heap._n, pos)
+    return 0 <= pos < PyList_GET_SIZE(heap._items) and PyList_GET_ITEM(heap._items, pos) == <PyObject*>job
+
+
+cdef inline void _take_out(JobHeap heap, Job job):
+    """Remove a job the heap holds; afterwards the heap is consistent again.
+
+    The caller holds its own reference to job, so the list's reference, which
+    is dropped here, is never the last one: no destructor can run mid-way.
+    """
+    cdef list items = heap._items
+    cdef Py_ssize_t pos = job._pos
+    cdef Py_ssize_t last = PyList_GET_SIZE(items) - 1
+    cdef PyObject** array = _array(items)
+    cdef PyObject* moved = array[last]
+    array[last] = <PyObject*>job
+    array[pos] = moved
+    items.pop()
     job._pos = -1
+    _forget(heap, job._id)
+    if pos < last:
+        array = _array(items)
+        (<Job>moved)._pos = <int32_t>pos
+        _resift(array, last, pos)
 
 
 @cython.final
@@ -374,56 +462,62 @@ cdef class JobHeap:
 
     Each job records its own slot, so update and remove are O(log n) without a
     search, and an id index makes remove_by_id O(log n) too. A job lives in at
-    most one JobHeap at a time. Iteration walks a snapshot, so mutating the
-    heap while iterating is safe (the loop sees the jobs present when it began).
+    most one JobHeap at a time. Iteration walks a snapshot in slot order, so
+    mutating the heap while iterating is safe (the loop sees the jobs present
+    when it began).
+
+    Changing a job's priority or runnable_at and then calling update() are two
+    steps: threads that share a heap must not change the key of a job that is
+    in it while others use the heap, or must serialise the pair themselves.
     """
 
     def __cinit__(self):
-        self._items = NULL
-        self._n = 0
-        self._cap = 0
-        self._index = {}
+        self._items = []
+        self._table = <IdSlot*>PyMem_Calloc(_MIN_TABLE, sizeof(IdSlot))
+        if self._table == NULL:
+            raise MemoryError()
+        self._mask = _MIN_TABLE - 1
 
     def __dealloc__(self):
-        # the array's pointers are borrowed: _index owns the references
-        PyMem_Free(self._items)
-        self._items = NULL
+        # the table's pointers are borrowed from _items, which releases them
+        PyMem_Free(self._table)
+        self._table = NULL
 
     def push(self, job):
         _check_job(job)
         cdef Job j = <Job>job
+        cdef IdSlot* slot
+        cdef Py_ssize_t n
         with cython.critical_section(self, j):
             if j._pos >= 0:
                 raise JobAlreadyExists(f"job {j._id} is already in a heap")
-            if self._n == self._cap:
-                _grow(self)
-            key = j._id
-            if key in self._index:
+            n = PyList_GET_SIZE(self._items)
+            if n >= <Py_ssize_t>INT32_MAX:
+                raise OverflowError("a JobHeap holds at most 2**31 - 1 jobs")
+            if <size_t>(n + 1) * 2 > self._mask + 1:
+                _rehash(self, (self._mask + 1) * 2)
+            slot = _find(self, j._id)
+            if slot.job != NULL:
                 raise JobAlreadyExists(f"a job with id {j._id} is already in this heap")
-            self._index[key] = j
-            self._items[self._n] = <PyObject*>j
-            self._n += 1
-            _sift_up(self._items, self._n - 1)
+            self._items.append(j)
+            slot.id = j._id
+            slot.job = <PyObject*>j
+            _sift_up(_array(self._items), n)
 
     def pop(self):
         cdef Job top
         with cython.critical_section(self):
-            if self._n == 0:
+            if PyList_GET_SIZE(self._items) == 0:
                 raise EmptyQueue("pop from an empty JobHeap")
-            top = <Job>self._items[0]
-            self._n -= 1
-            if self._n:
-                self._items[0] = self._items[self._n]
-                _sift_down(self._items, self._n, 0)
-            top._pos = -1
-            del self._index[top._id]
+            top = <Job>PyList_GET_ITEM(self._items, 0)
+            _take_out(self, top)
             return top
 
     def peek(self):
         with cython.critical_section(self):
-            if self._n == 0:
+            if PyList_GET_SIZE(self._items) == 0:
                 raise EmptyQueue("peek at an empty JobHeap")
-            return <Job>self._items[0]
+            return <Job>PyList_GET_ITEM(self._items, 0)
 
     def update(self, job):
         _check_job(job)
@@ -431,7 +525,7 @@ cdef class JobHeap:
         with cython.critical_section(self, j):
             if not _holds(self, j):
                 raise JobMissing(f"{j!r} is not in this heap")
-            _resift(self._items, self._n, j._pos)
+            _resift(_array(self._items), PyList_GET_SIZE(self._items), j._pos)
 
     def remove(self, job):
         _check_job(job)
@@ -439,60 +533,74 @@ cdef class JobHeap:
         with cython.critical_section(self, j):
             if not _holds(self, j):
                 raise JobMissing(f"{j!r} is not in this heap")
-            _remove_at(self, j)
-            del self._index[j._id]
+            _take_out(self, j)
 
     def remove_by_id(self, id):
-        _check_key(id)
+        cdef uint64_t key = 0
+        cdef PyObject* found = NULL
         cdef Job j
+        valid = _id_of(id, &key)
         with cython.critical_section(self):
-            found = self._index.get(id)
-            if found is None:
+            if valid:
+                found = _lookup(self, key)
+            if found == NULL:
                 raise JobMissing(f"no job with id {id} in this heap")
             j = <Job>found
-            _remove_at(self, j)
-            del self._index[j._id]
+            _take_out(self, j)
             return j
 
     def get(self, id, default=None):
-        _check_key(id)
+        cdef uint64_t key = 0
+        cdef PyObject* found = NULL
+        valid = _id_of(id, &key)
         with cython.critical_section(self):
-            return self._index.get(id, default)
+            if valid:
+                found = _lookup(self, key)
+            if found == NULL:
+                return default
+            return <Job>found
 
     def clear(self):
         cdef Py_ssize_t i
+        cdef list old
+        cdef IdSlot* table = <IdSlot*>PyMem_Calloc(_MIN_TABLE, sizeof(IdSlot))
+        if table == NULL:
+            raise MemoryError()
         with cython.critical_section(self):
-            old = self._index
-            for i in range(self._n):
-                (<Job>self._items[i])._pos = -1
-            self._n = 0
-            self._index = {}
+            old = self._items
+            for i in range(PyList_GET_SIZE(old)):
+                (<Job>PyList_GET_ITEM(old, i))._pos = -1
+            PyMem_Free(self._table)
+            self._table = table
+            self._mask = _MIN_TABLE - 1
+            self._items = []
         # the jobs are released here, after the heap is consistent again
         del old
 
     def __len__(self):
-        return self._n
+        return PyList_GET_SIZE(self._items)
 
     def __bool__(self):
-        return self._n != 0
+        return PyList_GET_SIZE(self._items) != 0
 
     def __contains__(self, item):
-        with cython.critical_section(self):
-            if isinstance(item, Job):
+        cdef uint64_t key = 0
+        if isinstance(item, Job):
+            with cython.critical_section(self):
                 return _holds(self, <Job>item)
-            if isinstance(item, int) and not isinstance(item, bool):
-                return item in self._index
+        if not isinstance(item, int) or isinstance(item, bool) or not _id_of(item, &key):
             return False
+        with cython.critical_section(self):
+            return _lookup(self, key) != NULL
 
     def __iter__(self):
-        cdef Py_ssize_t i
         cdef list snapshot
         with cython.critical_section(self):
-            snapshot = [<Job>self._items[i] for i in range(self._n)]
+            snapshot = list(self._items)
         return iter(snapshot)
 
     def __repr__(self):
-        return f"<JobHeap of {self._n} jobs>"
+        return f"<JobHeap of {PyList_GET_SIZE(self._items)} jobs>"
 
 
 # --- TubeHeap --------------------------------------------------------------------
@@ -583,7 +691,7 @@ cdef class TubeHeap:
     def peek(self):
         cdef _Slot top
         with cython.critical_section(self):
-            if not self._slots or (<_Slot>self._slots[0]).heap._n == 0:
+            if not self._slots or heap_top((<_Slot>self._slots[0]).heap) == NULL:
                 raise EmptyQueue("no heap in this TubeHeap has a job")
             top = <_Slot>self._slots[0]
             return top.name, top.heap

@@ -183,3 +183,36 @@ def test_clear(impl: ModuleType) -> None:
     assert all(j.heap_index == -1 for j in jobs)
     heap.push(jobs[3])
     assert heap.pop() is jobs[3]
+
+
+@pytest.mark.parametrize(
+    "make_id",
+    [
+        lambda i: i + 1,  # consecutive, as a server hands them out
+        lambda i: (i + 1) << 20,  # multiples of a power of two
+        lambda i: 2**64 - 1 - i,  # the top of the range
+        lambda i: random.Random(i).getrandbits(64),  # anywhere
+    ],
+    ids=["consecutive", "strided", "top", "random"],
+)
+def test_id_index_through_growth_and_shrinking(impl: ModuleType, make_id) -> None:
+    rng = random.Random(3)
+    heap = impl.JobHeap()
+    ids = list(dict.fromkeys(make_id(i) for i in range(3000)))
+    jobs = {i: impl.Job(i, priority=rng.randrange(4)) for i in ids}
+    for job in jobs.values():
+        heap.push(job)
+    rng.shuffle(ids)
+    gone, kept = ids[:2900], ids[2900:]
+    for n, job_id in enumerate(gone):
+        assert heap.remove_by_id(job_id) is jobs[job_id]
+        if n % 500 == 0:  # spot checks while the table shrinks
+            assert all(heap.get(i) is jobs[i] for i in kept)
+    assert all(heap.get(i) is None and i not in heap for i in gone)
+    assert sorted(j.id for j in heap) == sorted(kept)
+    assert [j.id for j in drain(heap)] == [
+        j.id for j in sorted((jobs[i] for i in kept), key=lambda j: (j.priority, j.id))
+    ]
+    for job_id in gone[:100]:  # and it grows again
+        heap.push(jobs[job_id])
+    assert all(heap.get(i) is jobs[i] for i in gone[:100])
