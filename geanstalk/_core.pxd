@@ -50,6 +50,10 @@ cdef class JobHeap:
     # id -> job index: open addressing, linear probing, a power-of-two size
     cdef IdSlot* _table
     cdef size_t _mask
+    # 0: an id's home slot is id & mask (consecutive ids, the usual case, never
+    # collide and stay cache-local); 1: ids are mixed first, after an insert
+    # found a long cluster (strided or adversarial ids)
+    cdef bint _mixed
 
 
 cdef class TubeHeap:

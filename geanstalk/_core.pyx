@@ -19,6 +19,9 @@ from cpython.exc cimport PyErr_Clear
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from cpython.object cimport PyObject
 from libc.math cimport isnan
+cdef extern from *:
+    void __builtin_prefetch(const void*) noexcept nogil
+
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint32_t, uint64_t
 
 from .errors import EmptyQueue, JobAlreadyExists, JobMissing, QueueAlreadyExists, QueueMissing
@@ -335,31 +338,38 @@ cdef inline void _resift(PyObject** items, Py_ssize_t n, Py_ssize_t pos) noexcep
         _sift_down(items, n, pos)
 
 
-# The id index. Ids are mostly consecutive (a server hands them out one by
-# one), so eight consecutive ids share one 128-byte block of the table and a
-# run of pushes touches a new cache line only every few jobs; the block number
-# is mixed so that patterned ids (multiples of a power of two) still spread.
+# The id index: open addressing with linear probing. A server hands ids out
+# one by one, so the home slot is the id itself (masked): a window of live ids
+# fills the table without a single collision and a run of pushes walks memory
+# in order. Ids that cluster under that rule (multiples of a power of two, say)
+# make some insert probe far; the table then switches, for good, to mixing
+# each id before masking.
 
 cdef enum:
     _MIN_TABLE = 16
+    _LONG_PROBE = 32
 
 
-cdef inline size_t _home(uint64_t id, size_t mask) noexcept:
-    cdef uint64_t block = id >> 3
-    block ^= block >> 31
-    block *= <uint64_t>0x9E3779B97F4A7C15
-    block ^= block >> 29
-    return <size_t>((block << 3) | (id & 7)) & mask
+cdef inline size_t _home(JobHeap heap, uint64_t id) noexcept:
+    if heap._mixed:
+        id ^= id >> 31
+        id *= <uint64_t>0x9E3779B97F4A7C15
+        id ^= id >> 29
+    return <size_t>id & heap._mask
 
 
 cdef inline IdSlot* _find(JobHeap heap, uint64_t id) noexcept:
     """The slot holding id, or the free slot where it would go."""
     cdef size_t mask = heap._mask
-    cdef size_t i = _home(id, mask)
+    cdef size_t i = _home(heap, id)
     cdef IdSlot* table = heap._table
     while table[i].job != NULL and table[i].id != id:
         i = (i + 1) & mask
     return &table[i]
+
+
+cdef inline size_t _probes(JobHeap heap, uint64_t id, IdSlot* slot) noexcept:
+    return (<size_t>(slot - heap._table) - _home(heap, id)) & heap._mask
 
 
 cdef inline PyObject* _lookup(JobHeap heap, uint64_t id) noexcept:
@@ -393,7 +403,7 @@ cdef inline void _forget(JobHeap heap, uint64_t id) noexcept:
         i = (i + 1) & mask
         if table[i].job == NULL:
             break
-        home = _home(table[i].id, mask)
+        home = _home(heap, table[i].id)
         # the entry at i may fill the hole only if its home is not in (hole, i]
         if (i - home) & mask >= (i - hole) & mask:
             table[hole] = table[i]
@@ -494,11 +504,22 @@ cdef class JobHeap:
             n = PyList_GET_SIZE(self._items)
             if n >= <Py_ssize_t>INT32_MAX:
                 raise OverflowError("a JobHeap holds at most 2**31 - 1 jobs")
+            if n:
+                # sift_up reads the parent first; start fetching it now
+                __builtin_prefetch(PyList_GET_ITEM(self._items, (n - 1) >> 1))
             if <size_t>(n + 1) * 2 > self._mask + 1:
                 _rehash(self, (self._mask + 1) * 2)
             slot = _find(self, j._id)
             if slot.job != NULL:
                 raise JobAlreadyExists(f"a job with id {j._id} is already in this heap")
+            if not self._mixed and _probes(self, j._id, slot) > _LONG_PROBE:
+                self._mixed = True
+                try:
+                    _rehash(self, self._mask + 1)
+                except MemoryError:
+                    self._mixed = False
+                    raise
+                slot = _find(self, j._id)
             self._items.append(j)
             slot.id = j._id
             slot.job = <PyObject*>j
@@ -573,6 +594,7 @@ cdef class JobHeap:
             PyMem_Free(self._table)
             self._table = table
             self._mask = _MIN_TABLE - 1
+            self._mixed = False
             self._items = []
         # the jobs are released here, after the heap is consistent again
         del old
