@@ -288,6 +288,7 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._resume_pending = False
+        self._stopping = False
         self._gated = server.gated
         self.client = server.new_client(self._wake)
         self._handlers = {
@@ -339,7 +340,7 @@ class Connection(asyncio.Protocol):
         self.server.disconnected(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._closed or self._state == S_CLOSE:
+        if self._closed or self._stopping or self._state == S_CLOSE:
             return
         # Pending input is b"" or a bytearray; a fresh chunk is parsed as it
         # came (no copy) and only a leftover is kept.
@@ -374,6 +375,15 @@ class Connection(asyncio.Protocol):
         self._update_reading()
         if self._buf and self._state in (S_COMMAND, S_DATA, S_SKIP, S_ENDLINE):
             self._schedule_resume()
+
+    def stop_reading(self) -> None:
+        """The server is stopping: execute nothing more from this client.
+
+        Reading goes on (and what arrives is dropped) so that closing the
+        socket later sends a FIN, not a reset that would destroy the replies
+        the client has not read yet.
+        """
+        self._stopping = True
 
     # --- reading, batching, writing -------------------------------------------
 
@@ -545,7 +555,7 @@ class Connection(asyncio.Protocol):
     def _resume(self) -> None:
         """Carry on with input that waited behind a blocked reserve."""
         self._resume_pending = False
-        if self._closed or self._state in (S_WAIT, S_CLOSE):
+        if self._closed or self._stopping or self._state in (S_WAIT, S_CLOSE):
             return
         self._process()
         self._flush()
@@ -553,7 +563,7 @@ class Connection(asyncio.Protocol):
 
     def _wake(self, job: Job | None, word: bytes) -> None:
         """The lock service ends this connection's blocked reserve."""
-        if self._closed:
+        if self._closed or self._stopping:
             return
         reply = frame_job(word, job) if job is not None else word + b"\r\n"
         self._state = S_COMMAND

@@ -239,14 +239,27 @@ async def _serve(
     try:
         await stop
     finally:
-        listener.close()
-        for conn in list(server.connections):
-            t = conn.transport
-            if t is not None:
-                t.close()
-        server.timers.close()
-        await server.journal.close()
+        await _shutdown(server, listener)
     return 0
+
+
+async def _shutdown(server: Server, listener: Any) -> None:
+    """Graceful stop: no new connections or commands, every reply already
+    earned goes out (after the log is synced), then the connections close."""
+    listener.close()
+    for conn in list(server.connections):
+        conn.stop_reading()
+    server.timers.close()
+    await server.journal.close()
+    for conn in list(server.connections):
+        t = conn.transport
+        if t is not None and not t.is_closing():
+            t.close()
+    # Closing transports flush what they hold; give them a bounded moment.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2.0
+    while server.connections and loop.time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def serve(

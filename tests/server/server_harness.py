@@ -38,6 +38,7 @@ class FakeTransport:
         self.closed = False
         self.aborted = False
         self.reading = True
+        self.on_close: Any = None  # called once, as the loop would call connection_lost
 
     def write(self, data: bytes) -> None:
         assert not self.closed
@@ -53,6 +54,8 @@ class FakeTransport:
         return self.closed
 
     def close(self) -> None:
+        if not self.closed and self.on_close is not None:
+            self.on_close()
         self.closed = True
 
     def abort(self) -> None:
@@ -81,6 +84,7 @@ class Harness:
     def connect(self) -> tuple[Connection, FakeTransport]:
         conn = Connection(self.server)
         transport = FakeTransport()
+        transport.on_close = lambda: self.loop.call_soon(conn.connection_lost, None)
         conn.connection_made(transport)
         return conn, transport
 

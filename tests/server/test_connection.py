@@ -51,7 +51,7 @@ class LaggingJournal:
         return {}
 
     async def close(self) -> None:
-        pass
+        self.sync()
 
 
 def test_replies_wait_for_the_journal_and_keep_their_order() -> None:
@@ -156,3 +156,30 @@ def test_unexpected_error_answers_internal_error_and_the_connection_lives(
     assert talk(c, t, b"kick-job 1\r\nlist-tube-used\r\n") == (
         b"INTERNAL_ERROR\r\nUSING default\r\n"
     )
+
+
+def test_graceful_stop_sends_held_replies_then_closes() -> None:
+    from geanstalk.server import _shutdown
+
+    class Listener:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    journal = LaggingJournal()
+    h = Harness(journal=journal)
+    try:
+        c, t = h.connect()
+        assert talk(c, t, b"put 0 0 60 1\r\na\r\n") == b""
+        listener = Listener()
+        h.loop.run_until_complete(_shutdown(h.server, listener))
+        assert listener.closed
+        assert t.take() == b"INSERTED 1\r\n"
+        assert t.closed
+        assert h.server.connections == set()
+        # Nothing a client sends after the stop began is executed.
+        c.data_received(b"put 0 0 60 1\r\nb\r\n")
+        assert journal.records == [("put", 1)]
+    finally:
+        h.close()

@@ -230,3 +230,18 @@ def test_start_up_time_is_measured() -> None:
             s.sendall(b"list-tube-used\r\n")
             assert recv_until(s) == b"USING default\r\n"
     print(f"\nstart-up: exec to accepted connection {accepted * 1000:.1f} ms")
+
+
+def test_sigterm_with_a_binlog_syncs_and_keeps_the_job() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        with running("geanstalk", "-b", d, "-f", "10000") as server:
+            s = server.connect()
+            s.sendall(b"put 0 0 100 3\r\nabc\r\n")
+            assert recv_until(s) == b"INSERTED 1\r\n"
+            server.signal(signal.SIGTERM)
+            assert server.proc is not None
+            assert server.proc.wait(10) == 0
+        with running("geanstalk", "-b", d) as server:
+            s = server.connect()
+            s.sendall(b"peek 1\r\n")
+            assert recv_until(s) == b"FOUND 1 3\r\nabc\r\n"
