@@ -345,10 +345,12 @@ class Connection(asyncio.Protocol):
         # Pending input is b"" or a bytearray; a fresh chunk is parsed as it
         # came (no copy) and only a leftover is kept.
         buf = self._buf
-        if buf:
-            buf += data  # type: ignore[operator]
-        else:
+        if not buf:
             self._buf = data
+        elif type(buf) is bytearray:
+            buf += data
+        else:  # a chunk kept whole while a reserve blocks
+            self._buf = bytearray(buf) + data
         if self._state != S_WAIT:
             self._process()
             self._flush()

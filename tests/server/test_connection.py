@@ -130,6 +130,17 @@ def test_output_over_the_cap_disconnects_and_releases_reservations(harness: Harn
     assert harness.server.stats.cur_conns == 0
 
 
+def test_input_behind_a_blocked_reserve_is_kept_across_chunks(harness: Harness) -> None:
+    c, t = harness.connect()
+    talk(c, t, b"reserve\r\n")
+    for chunk in (b"list-tube", b"-used\r\nuse a", b"\r\n", b"list-tube-used\r\n"):
+        c.data_received(chunk)
+    p, pt = harness.connect()
+    talk(p, pt, b"put 0 0 60 1\r\na\r\n")
+    harness.run_callbacks()
+    assert t.take() == b"RESERVED 1 1\r\na\r\nUSING default\r\nUSING a\r\nUSING a\r\n"
+
+
 def test_input_behind_a_blocked_reserve_is_bounded(harness: Harness) -> None:
     c, t = harness.connect()
     talk(c, t, b"reserve\r\n")
