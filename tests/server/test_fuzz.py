@@ -2,7 +2,9 @@
 
 Arbitrary bytes (and byte soup made of real command fragments) are fed to a
 Connection whole and in arbitrary pieces, each time on a fresh server with a
-frozen clock; the reply streams must be identical and nothing may escape.
+frozen clock; then other clients put jobs, which wakes a reserve that
+blocked and lets the input queued behind it run. The reply streams must be
+identical and nothing may escape.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ FRAGMENTS = [
     b"put 1 0 1 2\r\n",
     b"put 0 0 1 70000\r\n",
     b"reserve-with-timeout 0\r\n",
+    b"reserve\r\n",
     b"reserve-job 1\r\n",
     b"delete 1\r\n",
     b"release 1 0 0\r\n",
@@ -61,6 +64,11 @@ def run(data: bytes, cuts: list[int]) -> tuple[bytes, bool]:
             conn.data_received(data[last:cut])
             last = cut
         h.run_callbacks()
+        # Another client's puts wake a blocked reserve; the rest then runs.
+        for _ in range(3):
+            producer, _ = h.connect()
+            producer.data_received(b"put 0 0 60 1\r\np\r\nquit\r\n")
+            h.run_callbacks()
         return bytes(transport.sent), transport.closed
     finally:
         h.close()
