@@ -445,18 +445,21 @@ def describe_machine(s: Settings) -> str:
 
 
 def command_line(argv: Sequence[str] | None) -> str:
-    """The options of this run as typed, without --markdown and its file (a local path)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """The options of this run as typed, with output files (local paths) shown as FILE."""
     out: list[str] = []
     skip = False
-    for arg in args:
+    for arg in list(sys.argv[1:] if argv is None else argv):
         if skip:
+            out.append("FILE")
             skip = False
-        elif arg == "--markdown":
-            skip = True
-        elif not arg.startswith("--markdown="):
+        elif arg in ("--markdown", "--json"):
             out.append(arg)
-    return " ".join(out) + (" --markdown FILE" if len(out) < len(args) else "")
+            skip = True
+        elif arg.startswith(("--markdown=", "--json=")):
+            out.append(arg.split("=", 1)[0] + "=FILE")
+        else:
+            out.append(arg)
+    return " ".join(out)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace]:
