@@ -26,7 +26,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from geanstalk.errors import DeadlineSoon, Draining, NoJobReady, NotFound, NotIgnored
+from geanstalk.errors import DeadlineSoon, NoJobReady, NotFound, NotIgnored
 from geanstalk.stats import (
     OP_BURY,
     OP_DELETE,
@@ -290,6 +290,8 @@ class Connection(asyncio.Protocol):
         self._resume_pending = False
         self._stopping = False
         self._gated = server.gated
+        self._new_job = server.new_job
+        self._put_job = server.store_job
         self.client = server.new_client(self._wake)
         self._handlers = {
             OP_PUT: self._put,
@@ -614,16 +616,16 @@ class Connection(asyncio.Protocol):
         if not client.producer:
             client.producer = True
             self.stats.producers += 1
-        self._job = self.server.new_job(client, pri, delay, ttr or 1)
+        self._job = self._new_job(pri, delay, ttr or 1, client.use)
         self._need = size + 2
         self._state = S_DATA
         return None
 
     def _store(self, job: Job) -> bytes:
-        try:
-            self.server.put(job)
-        except Draining:
+        if self.stats.draining:
             return DRAINING
+        try:
+            self._put_job(job)
         except Exception:
             log.exception("%s: put failed", self.peer)
             return INTERNAL_ERROR

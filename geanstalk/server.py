@@ -9,6 +9,7 @@ this module is even imported).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -70,6 +71,10 @@ class Server:
         self.touch = s.touch
         self.kick_job = s.kick_job
         self.peek = s.peek
+        # new_job(priority, delay, ttr, tube) for a put whose line parsed, and
+        # store_job(job) once its body came; the caller checks drain mode.
+        self.new_job = s.new_job
+        self.store_job = s.put
 
     # --- drain mode --------------------------------------------------------
 
@@ -106,9 +111,6 @@ class Server:
         log.info("close %s", conn.peer)
 
     # --- jobs -------------------------------------------------------------------
-
-    def new_job(self, client: Client, priority: int, delay: int, ttr: int) -> Job:
-        return self.storage.new_job(priority, delay, ttr, client.use)  # type: ignore[arg-type]
 
     def put(self, job: Job) -> None:
         if self.stats.draining:
@@ -207,6 +209,10 @@ async def _serve(
     from geanstalk.protocol import Connection
 
     loop = asyncio.get_running_loop()
+    # Every job is a GC-tracked object that lives long: collect the young
+    # generation less often and leave the start-up objects out of full passes.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     journal: Journal | None = None
     if journal_factory is not None:
         journal = journal_factory(loop)
