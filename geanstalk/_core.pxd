@@ -41,7 +41,7 @@ cdef class Job:
 
 ctypedef struct IdSlot:
     uint64_t id
-    PyObject* job       # borrowed (the heap's list owns it); NULL marks a free slot
+    PyObject* job       # borrowed (the heap's list owns it); NULL: free; 1: deleted
 
 
 cdef class JobHeap:
@@ -50,6 +50,7 @@ cdef class JobHeap:
     # id -> job index: open addressing, linear probing, a power-of-two size
     cdef IdSlot* _table
     cdef size_t _mask
+    cdef size_t _deleted    # tombstones in the table
     # 0: an id's home slot is id & mask (consecutive ids, the usual case, never
     # collide and stay cache-local); 1: ids are mixed first, after an insert
     # found a long cluster (strided or adversarial ids)

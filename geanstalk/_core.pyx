@@ -74,10 +74,15 @@ cdef uint64_t _u64(object value, str name) except? 0xFFFFFFFFFFFFFFFF:
 
 
 cdef uint32_t _u32(object value, str name) except? 0xFFFFFFFF:
+    cdef unsigned long long result
     _check_int(value, name)
-    if value < 0 or value > _U32:
+    try:
+        result = value  # C conversion: OverflowError below 0 or above 2**64 - 1
+    except OverflowError:
+        result = 0xFFFFFFFFFFFFFFFF
+    if result > 0xFFFFFFFF:
         raise _range_error(name, 0, _U32, value)
-    return <uint32_t>value
+    return <uint32_t>result
 
 
 cdef int32_t _i32(object value, str name) except? -1:
@@ -316,10 +321,19 @@ cdef inline void _sift_down(PyObject** items, Py_ssize_t n, Py_ssize_t pos) noex
     cdef PyObject* moving = items[pos]
     cdef PyObject* below
     cdef Py_ssize_t child
+    cdef Py_ssize_t grandchild
     while True:
         child = 2 * pos + 1
         if child >= n:
             break
+        # the next level's jobs are scattered in memory: ask for all four now,
+        # so their cache misses overlap with this level's comparisons
+        grandchild = 2 * child + 1
+        if grandchild + 3 < n:
+            __builtin_prefetch(items[grandchild])
+            __builtin_prefetch(items[grandchild + 1])
+            __builtin_prefetch(items[grandchild + 2])
+            __builtin_prefetch(items[grandchild + 3])
         if child + 1 < n and job_less(<Job>items[child + 1], <Job>items[child]):
             child += 1
         below = items[child]
@@ -358,12 +372,27 @@ cdef inline size_t _home(JobHeap heap, uint64_t id) noexcept:
     return <size_t>id & heap._mask
 
 
+cdef PyObject* _DELETED = <PyObject*>1
+
+
 cdef inline IdSlot* _find(JobHeap heap, uint64_t id) noexcept:
-    """The slot holding id, or the free slot where it would go."""
+    """The slot holding id, or NULL when id is not in the table."""
     cdef size_t mask = heap._mask
     cdef size_t i = _home(heap, id)
     cdef IdSlot* table = heap._table
-    while table[i].job != NULL and table[i].id != id:
+    while table[i].job != NULL:
+        if table[i].id == id and table[i].job != _DELETED:
+            return &table[i]
+        i = (i + 1) & mask
+    return NULL
+
+
+cdef inline IdSlot* _free_slot(JobHeap heap, uint64_t id) noexcept:
+    """Where id goes: the first deleted or free slot from its home (id is absent)."""
+    cdef size_t mask = heap._mask
+    cdef size_t i = _home(heap, id)
+    cdef IdSlot* table = heap._table
+    while table[i].job != NULL and table[i].job != _DELETED:
         i = (i + 1) & mask
     return &table[i]
 
@@ -373,10 +402,12 @@ cdef inline size_t _probes(JobHeap heap, uint64_t id, IdSlot* slot) noexcept:
 
 
 cdef inline PyObject* _lookup(JobHeap heap, uint64_t id) noexcept:
-    return _find(heap, id).job
+    cdef IdSlot* slot = _find(heap, id)
+    return NULL if slot == NULL else slot.job
 
 
 cdef int _rehash(JobHeap heap, size_t size) except -1:
+    """Move every live entry into a fresh table of size slots; tombstones vanish."""
     cdef IdSlot* table = <IdSlot*>PyMem_Calloc(size, sizeof(IdSlot))
     if table == NULL:
         raise MemoryError()
@@ -385,30 +416,24 @@ cdef int _rehash(JobHeap heap, size_t size) except -1:
     cdef size_t i
     heap._table = table
     heap._mask = size - 1
+    heap._deleted = 0
     for i in range(old_size):
-        if old[i].job != NULL:
-            _find(heap, old[i].id)[0] = old[i]
+        if old[i].job != NULL and old[i].job != _DELETED:
+            _free_slot(heap, old[i].id)[0] = old[i]
     PyMem_Free(old)
     return 0
 
 
 cdef inline void _forget(JobHeap heap, uint64_t id) noexcept:
-    """Drop id from the index (it must be there): backward-shift deletion."""
-    cdef size_t mask = heap._mask
-    cdef IdSlot* table = heap._table
-    cdef size_t hole = <size_t>(_find(heap, id) - table)
-    cdef size_t i = hole
-    cdef size_t home
-    while True:
-        i = (i + 1) & mask
-        if table[i].job == NULL:
-            break
-        home = _home(heap, table[i].id)
-        # the entry at i may fill the hole only if its home is not in (hole, i]
-        if (i - home) & mask >= (i - hole) & mask:
-            table[hole] = table[i]
-            hole = i
-    table[hole].job = NULL
+    """Drop id from the index (it must be there), leaving a tombstone.
+
+    Backward-shift deletion would keep the table free of tombstones, but with
+    consecutive ids the table is one long run and every deletion would scan to
+    its end; a tombstone costs nothing, is reused by inserts, and the next
+    rehash clears it.
+    """
+    _find(heap, id).job = _DELETED
+    heap._deleted += 1
     # shrink a table that a burst left mostly empty (failure just keeps it big)
     cdef size_t count = <size_t>PyList_GET_SIZE(heap._items)
     if heap._mask + 1 > 4 * _MIN_TABLE and count * 8 < heap._mask + 1:
@@ -507,11 +532,12 @@ cdef class JobHeap:
             if n:
                 # sift_up reads the parent first; start fetching it now
                 __builtin_prefetch(PyList_GET_ITEM(self._items, (n - 1) >> 1))
-            if <size_t>(n + 1) * 2 > self._mask + 1:
-                _rehash(self, (self._mask + 1) * 2)
-            slot = _find(self, j._id)
-            if slot.job != NULL:
+            if _find(self, j._id) != NULL:
                 raise JobAlreadyExists(f"a job with id {j._id} is already in this heap")
+            if (<size_t>n + self._deleted + 1) * 2 > self._mask + 1:
+                # full of live entries: double; full of tombstones: sweep them
+                _rehash(self, (self._mask + 1) * (2 if <size_t>n * 4 >= self._mask + 1 else 1))
+            slot = _free_slot(self, j._id)
             if not self._mixed and _probes(self, j._id, slot) > _LONG_PROBE:
                 self._mixed = True
                 try:
@@ -519,8 +545,10 @@ cdef class JobHeap:
                 except MemoryError:
                     self._mixed = False
                     raise
-                slot = _find(self, j._id)
+                slot = _free_slot(self, j._id)
             self._items.append(j)
+            if slot.job == _DELETED:
+                self._deleted -= 1
             slot.id = j._id
             slot.job = <PyObject*>j
             _sift_up(_array(self._items), n)
@@ -594,6 +622,7 @@ cdef class JobHeap:
             PyMem_Free(self._table)
             self._table = table
             self._mask = _MIN_TABLE - 1
+            self._deleted = 0
             self._mixed = False
             self._items = []
         # the jobs are released here, after the heap is consistent again

@@ -216,3 +216,24 @@ def test_id_index_through_growth_and_shrinking(impl: ModuleType, make_id) -> Non
     for job_id in gone[:100]:  # and it grows again
         heap.push(jobs[job_id])
     assert all(heap.get(i) is jobs[i] for i in gone[:100])
+
+
+def test_id_index_under_a_sliding_window_of_ids(impl: ModuleType) -> None:
+    """A server's pattern: new ids keep arriving while old ones leave."""
+    rng = random.Random(5)
+    heap = impl.JobHeap()
+    live: dict[int, object] = {}
+    for job_id in range(1, 20001):
+        job = impl.Job(job_id, priority=rng.randrange(3))
+        heap.push(job)
+        live[job_id] = job
+        if len(live) > 300:
+            victim = rng.choice(list(live)[:50])  # one of the oldest
+            if rng.random() < 0.5:
+                heap.remove(live.pop(victim))
+            else:
+                assert heap.remove_by_id(victim) is live.pop(victim)
+        if job_id % 5000 == 0:
+            assert all(heap.get(i) is job for i, job in live.items())
+            assert heap.get(victim) is None and victim not in heap
+    assert sorted(j.id for j in heap) == sorted(live)
