@@ -274,14 +274,17 @@ def _run_server(sock: socket.socket, opts: Options, prog: str, early: list[int])
     from geanstalk.errors import BinlogError
     from geanstalk.server import serve
 
-    factory = None
-    if opts.binlog_dir is not None:
-        directory, fsync_ms, size = opts.binlog_dir, opts.fsync_ms, opts.binlog_size
+    directory, fsync_ms, size = opts.binlog_dir, opts.fsync_ms, opts.binlog_size
 
-        def factory(loop):  # type: ignore[no-untyped-def]
-            from geanstalk.binlog import Binlog
+    def factory(loop):  # type: ignore[no-untyped-def]
+        if directory is None:
+            # Without -b the stats still show the -s value, as the reference's do.
+            from geanstalk.journal import NullJournal
 
-            return Binlog.open(directory, fsync_ms, size, loop)
+            return NullJournal(size)
+        from geanstalk.binlog import Binlog
+
+        return Binlog.open(directory, fsync_ms, size, loop)
 
     try:
         return serve(

@@ -245,3 +245,10 @@ def test_sigterm_with_a_binlog_syncs_and_keeps_the_job() -> None:
             s = server.connect()
             s.sendall(b"peek 1\r\n")
             assert recv_until(s) == b"FOUND 1 3\r\nabc\r\n"
+
+
+def test_binlog_size_flag_shows_in_stats_without_a_binlog() -> None:
+    with running("geanstalk", "-s", "123456") as server:
+        s = server.connect()
+        s.sendall(b"stats\r\n")
+        assert b"\nbinlog-max-size: 123456\n" in recv_until(s)
