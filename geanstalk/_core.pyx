@@ -11,7 +11,9 @@ the same API in pure Python; the two share one test suite, and the value rules
 Atomicity: comparisons read C fields only, so no Python code runs while a
 heap is being rearranged; under the GIL every method is atomic. On
 free-threaded CPython each method holds the heap's critical section (and the
-job's, where a job's heap slot changes).
+job's, where a job's heap slot changes); a TubeHeap reads its member heaps'
+top jobs without their locks, so their owner serialises changes to them with
+the TubeHeap's use. ``cython.critical_section`` needs Cython 3.1 or newer.
 """
 
 cimport cython

@@ -287,8 +287,13 @@ class JobHeap:
 
     Each job records its own slot, so update and remove are O(log n) without a
     search, and an id index makes remove_by_id O(log n) too. A job lives in at
-    most one JobHeap at a time. Iteration walks a snapshot, so mutating the
-    heap while iterating is safe (the loop sees the jobs present when it began).
+    most one JobHeap at a time. Iteration walks a snapshot in slot order, so
+    mutating the heap while iterating is safe (the loop sees the jobs present
+    when it began).
+
+    Changing a job's priority or runnable_at and then calling update() are two
+    steps: threads that share a heap must not change the key of a job that is
+    in it while others use the heap, or must serialise the pair themselves.
     """
 
     __slots__ = ("_index", "_items", "_lock")
