@@ -515,6 +515,14 @@ cdef class JobHeap:
             raise MemoryError()
         self._mask = _MIN_TABLE - 1
 
+    def __del__(self):
+        # a dropped heap frees its jobs' slots, so jobs that outlive it can go
+        # into another heap (this runs before the GC clears anything)
+        cdef Py_ssize_t i
+        items = self._items
+        for i in range(PyList_GET_SIZE(items)):
+            (<Job>PyList_GET_ITEM(items, i))._pos = -1
+
     def __dealloc__(self):
         # the table's pointers are borrowed from _items, which releases them
         PyMem_Free(self._table)

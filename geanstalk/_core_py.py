@@ -303,6 +303,12 @@ class JobHeap:
         self._index: dict[int, Job] = {}
         self._lock = threading.Lock()
 
+    def __del__(self) -> None:
+        # a dropped heap frees its jobs' slots, so jobs that outlive it can go
+        # into another heap (this runs before the GC clears anything)
+        for job in self._items:
+            job._pos = -1
+
     def _holds(self, job: Job) -> bool:
         pos = job._pos
         items = self._items

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 from types import ModuleType
 
 import pytest
@@ -237,3 +239,35 @@ def test_id_index_under_a_sliding_window_of_ids(impl: ModuleType) -> None:
             assert all(heap.get(i) is job for i, job in live.items())
             assert heap.get(victim) is None and victim not in heap
     assert sorted(j.id for j in heap) == sorted(live)
+
+
+def test_a_dropped_heap_releases_its_jobs(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i) for i in range(5)]
+    for job in jobs:
+        heap.push(job)
+    del heap
+    gc.collect()
+    assert all(job.heap_index == -1 for job in jobs)
+    other = impl.JobHeap()
+    for job in jobs:
+        other.push(job)
+    assert len(other) == 5
+
+
+def test_reference_cycles_through_a_heap_are_collected(impl: ModuleType) -> None:
+    class Tube:
+        """Weak-referenceable, like a server's tube object holding its heap."""
+
+    tube = Tube()
+    tube.heap = impl.JobHeap()  # type: ignore[attr-defined]
+    survivor = impl.Job(2)
+    for job in (impl.Job(1), survivor):
+        job.tube = tube  # the cycle: tube -> heap -> job -> tube
+        tube.heap.push(job)  # type: ignore[attr-defined]
+    alive = weakref.ref(tube)
+    del tube, job
+    survivor.tube = None
+    gc.collect()
+    assert alive() is None
+    assert survivor.heap_index == -1
