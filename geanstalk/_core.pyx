@@ -349,6 +349,13 @@ cdef inline void _sift_down(PyObject** items, Py_ssize_t n, Py_ssize_t pos) noex
 
 
 cdef inline void _resift(PyObject** items, Py_ssize_t n, Py_ssize_t pos) noexcept:
+    # the parent and both children are compared next and lie far apart in
+    # memory: fetch them together so the misses overlap
+    if pos:
+        __builtin_prefetch(items[(pos - 1) >> 1])
+    if 2 * pos + 2 < n:
+        __builtin_prefetch(items[2 * pos + 1])
+        __builtin_prefetch(items[2 * pos + 2])
     _sift_up(items, pos)
     if (<Job>items[pos])._pos == pos:
         _sift_down(items, n, pos)
