@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="loadgen-profile-"))
     try:
         port = free_port()
-        serve = geanstalk_command("-l", "127.0.0.1", "-p", str(port), *sc.flags)
+        (work / "binlog").mkdir()
+        flags = ["-b", str(work / "binlog"), *sc.flags] if sc.binlog else list(sc.flags)
+        serve = geanstalk_command("-l", "127.0.0.1", "-p", str(port), *flags)
         if a.tool == "cprofile":
             out = Path(a.out or work / "server.prof")
             argv_ = [sys.executable, "-m", "cProfile", "-o", str(out), *serve[1:]]
