@@ -13,6 +13,7 @@ from .core import (
     STATE_NAMES,
     Job,
     JobHeap,
+    JobTable,
     TubeHeap,
     less,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "STATE_NAMES",
     "Job",
     "JobHeap",
+    "JobTable",
     "TubeHeap",
     "__version__",
     "less",

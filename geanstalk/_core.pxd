@@ -39,22 +39,32 @@ cdef class Job:
     cdef uint8_t _has_runnable_at
 
 
-ctypedef struct IdSlot:
-    uint64_t id
-    PyObject* job       # borrowed (the heap's list owns it); NULL: free; 1: deleted
+ctypedef struct IdTable:
+    # open addressing, linear probing, a power-of-two size: each slot is a Job,
+    # NULL (free) or 1 (deleted); the id is read from the job itself
+    PyObject** slots
+    size_t mask
+    size_t used         # live entries
+    size_t deleted      # tombstones
+    # 0: an id's home slot is id & mask (consecutive ids, the usual case, never
+    # collide and stay cache-local); 1: ids are mixed first, after an insert
+    # found a long cluster (strided or adversarial ids)
+    bint mixed
 
 
 cdef class JobHeap:
     # the binary heap, in slot order; owns the references and is what the GC traverses
     cdef list _items
-    # id -> job index: open addressing, linear probing, a power-of-two size
-    cdef IdSlot* _table
-    cdef size_t _mask
-    cdef size_t _deleted    # tombstones in the table
-    # 0: an id's home slot is id & mask (consecutive ids, the usual case, never
-    # collide and stay cache-local); 1: ids are mixed first, after an insert
-    # found a long cluster (strided or adversarial ids)
-    cdef bint _mixed
+    # id -> job index over borrowed pointers; slots is NULL when not _indexed
+    cdef IdTable _index
+    cdef bint _indexed
+
+
+cdef class JobTable:
+    # id -> job, owning its references (its tp_traverse walks the slots)
+    cdef IdTable _table
+    # unused: an object field makes Cython give the class GC support at all
+    cdef object _gc
 
 
 cdef class TubeHeap:

@@ -37,6 +37,7 @@ __all__ = [
     "STATE_NAMES",
     "Job",
     "JobHeap",
+    "JobTable",
     "TubeHeap",
     "less",
 ]
@@ -361,95 +362,146 @@ cdef inline void _resift(PyObject** items, Py_ssize_t n, Py_ssize_t pos) noexcep
         _sift_down(items, n, pos)
 
 
-# The id index: open addressing with linear probing. A server hands ids out
-# one by one, so the home slot is the id itself (masked): a window of live ids
-# fills the table without a single collision and a run of pushes walks memory
-# in order. Ids that cluster under that rule (multiples of a power of two, say)
-# make some insert probe far; the table then switches, for good, to mixing
-# each id before masking.
+# The id table: open addressing with linear probing over an array of job
+# pointers (a slot holds a Job, NULL when free, or _DELETED). A slot has no id
+# of its own: the probe reads it from the job, which the caller is about to use
+# anyway, and that halves the table (8 bytes a slot instead of 16). A server
+# hands ids out one by one, so the home slot is the id itself (masked): a
+# window of live ids fills the table without a single collision and a run of
+# inserts walks memory in order. Ids that cluster under that rule (multiples of
+# a power of two, say) make some insert probe far; the table then switches, for
+# good, to mixing each id before masking. Every id 0..2**64-1 is allowed: free
+# and deleted slots are told apart by pointer, never by id.
+#
+# JobHeap uses it as its id index (borrowed pointers: the heap's list owns the
+# jobs) and JobTable as its whole content (owned pointers).
 
 cdef enum:
     _MIN_TABLE = 16
     _LONG_PROBE = 32
 
 
-cdef inline size_t _home(JobHeap heap, uint64_t id) noexcept:
-    if heap._mixed:
-        id ^= id >> 31
-        id *= <uint64_t>0x9E3779B97F4A7C15
-        id ^= id >> 29
-    return <size_t>id & heap._mask
-
-
 cdef PyObject* _DELETED = <PyObject*>1
 
 
-cdef inline IdSlot* _find(JobHeap heap, uint64_t id) noexcept:
-    """The slot holding id, or NULL when id is not in the table."""
-    cdef size_t mask = heap._mask
-    cdef size_t i = _home(heap, id)
-    cdef IdSlot* table = heap._table
-    while table[i].job != NULL:
-        if table[i].id == id and table[i].job != _DELETED:
-            return &table[i]
+cdef inline size_t _home(IdTable* t, uint64_t id) noexcept:
+    if t.mixed:
+        id ^= id >> 31
+        id *= <uint64_t>0x9E3779B97F4A7C15
+        id ^= id >> 29
+    return <size_t>id & t.mask
+
+
+cdef int _table_init(IdTable* t) except -1:
+    t.slots = <PyObject**>PyMem_Calloc(_MIN_TABLE, sizeof(PyObject*))
+    if t.slots == NULL:
+        raise MemoryError()
+    t.mask = _MIN_TABLE - 1
+    t.used = 0
+    t.deleted = 0
+    t.mixed = False
+    return 0
+
+
+cdef inline PyObject** _find(IdTable* t, uint64_t id) noexcept:
+    """The slot holding the job with this id, or NULL when there is none."""
+    cdef size_t mask = t.mask
+    cdef size_t i = _home(t, id)
+    cdef PyObject** slots = t.slots
+    cdef PyObject* p = slots[i]
+    while p != NULL:
+        if p != _DELETED and (<Job>p)._id == id:
+            return &slots[i]
         i = (i + 1) & mask
+        p = slots[i]
     return NULL
 
 
-cdef inline IdSlot* _free_slot(JobHeap heap, uint64_t id) noexcept:
+cdef inline PyObject** _free_slot(IdTable* t, uint64_t id) noexcept:
     """Where id goes: the first deleted or free slot from its home (id is absent)."""
-    cdef size_t mask = heap._mask
-    cdef size_t i = _home(heap, id)
-    cdef IdSlot* table = heap._table
-    while table[i].job != NULL and table[i].job != _DELETED:
+    cdef size_t mask = t.mask
+    cdef size_t i = _home(t, id)
+    cdef PyObject** slots = t.slots
+    while slots[i] != NULL and slots[i] != _DELETED:
         i = (i + 1) & mask
-    return &table[i]
+    return &slots[i]
 
 
-cdef inline size_t _probes(JobHeap heap, uint64_t id, IdSlot* slot) noexcept:
-    return (<size_t>(slot - heap._table) - _home(heap, id)) & heap._mask
-
-
-cdef inline PyObject* _lookup(JobHeap heap, uint64_t id) noexcept:
-    cdef IdSlot* slot = _find(heap, id)
-    return NULL if slot == NULL else slot.job
-
-
-cdef int _rehash(JobHeap heap, size_t size) except -1:
+cdef int _rehash(IdTable* t, size_t size) except -1:
     """Move every live entry into a fresh table of size slots; tombstones vanish."""
-    cdef IdSlot* table = <IdSlot*>PyMem_Calloc(size, sizeof(IdSlot))
-    if table == NULL:
+    cdef PyObject** fresh = <PyObject**>PyMem_Calloc(size, sizeof(PyObject*))
+    if fresh == NULL:
         raise MemoryError()
-    cdef IdSlot* old = heap._table
-    cdef size_t old_size = heap._mask + 1
+    cdef PyObject** old = t.slots
+    cdef size_t old_size = t.mask + 1
     cdef size_t i
-    heap._table = table
-    heap._mask = size - 1
-    heap._deleted = 0
+    cdef PyObject* p
+    t.slots = fresh
+    t.mask = size - 1
+    t.deleted = 0
     for i in range(old_size):
-        if old[i].job != NULL and old[i].job != _DELETED:
-            _free_slot(heap, old[i].id)[0] = old[i]
+        p = old[i]
+        if p != NULL and p != _DELETED:
+            _free_slot(t, (<Job>p)._id)[0] = p
     PyMem_Free(old)
     return 0
 
 
-cdef inline void _forget(JobHeap heap, uint64_t id) noexcept:
-    """Drop id from the index (it must be there), leaving a tombstone.
+cdef PyObject** _make_room(IdTable* t, uint64_t id) except NULL:
+    """The slot where id (absent) goes, growing or sweeping the table first.
+
+    Nothing is stored yet: the caller finishes whatever else can fail, then
+    calls _fill, so a failure leaves the table as it was.
+    """
+    cdef size_t size = t.mask + 1
+    cdef PyObject** slot
+    if (t.used + t.deleted + 1) * 2 > size:
+        # full of live entries: double; full of tombstones: sweep them
+        _rehash(t, size * 2 if t.used * 4 >= size else size)
+    slot = _free_slot(t, id)
+    if not t.mixed and ((<size_t>(slot - t.slots) - _home(t, id)) & t.mask) > _LONG_PROBE:
+        t.mixed = True
+        try:
+            _rehash(t, t.mask + 1)
+        except MemoryError:
+            t.mixed = False
+            raise
+        slot = _free_slot(t, id)
+    return slot
+
+
+cdef inline void _fill(IdTable* t, PyObject** slot, PyObject* job) noexcept:
+    if slot[0] == _DELETED:
+        t.deleted -= 1
+    slot[0] = job
+    t.used += 1
+
+
+cdef inline void _discard(IdTable* t, PyObject** slot) noexcept:
+    """Empty a live slot, leaving a tombstone.
 
     Backward-shift deletion would keep the table free of tombstones, but with
     consecutive ids the table is one long run and every deletion would scan to
     its end; a tombstone costs nothing, is reused by inserts, and the next
     rehash clears it.
     """
-    _find(heap, id).job = _DELETED
-    heap._deleted += 1
+    slot[0] = _DELETED
+    t.deleted += 1
+    t.used -= 1
     # shrink a table that a burst left mostly empty (failure just keeps it big)
-    cdef size_t count = <size_t>PyList_GET_SIZE(heap._items)
-    if heap._mask + 1 > 4 * _MIN_TABLE and count * 8 < heap._mask + 1:
+    if t.mask + 1 > 4 * _MIN_TABLE and t.used * 8 < t.mask + 1:
         try:
-            _rehash(heap, (heap._mask + 1) // 4)
+            _rehash(t, (t.mask + 1) // 4)
         except MemoryError:
             PyErr_Clear()
+
+
+cdef inline void _table_free(IdTable* t) noexcept:
+    PyMem_Free(t.slots)
+    t.slots = NULL
+    t.mask = 0
+    t.used = 0
+    t.deleted = 0
 
 
 cdef inline int _check_job(object value) except -1:
@@ -476,6 +528,12 @@ cdef inline bint _holds(JobHeap heap, Job job) noexcept:
     return 0 <= pos < PyList_GET_SIZE(heap._items) and PyList_GET_ITEM(heap._items, pos) == <PyObject*>job
 
 
+cdef inline int _need_index(JobHeap heap) except -1:
+    if not heap._indexed:
+        raise TypeError("this JobHeap has no id index (made with indexed=False)")
+    return 0
+
+
 cdef inline void _take_out(JobHeap heap, Job job):
     """Remove a job the heap holds; afterwards the heap is consistent again.
 
@@ -491,7 +549,8 @@ cdef inline void _take_out(JobHeap heap, Job job):
     array[pos] = moved
     items.pop()
     job._pos = -1
-    _forget(heap, job._id)
+    if heap._indexed:
+        _discard(&heap._index, _find(&heap._index, job._id))
     if pos < last:
         array = _array(items)
         (<Job>moved)._pos = <int32_t>pos
@@ -510,17 +569,23 @@ cdef class JobHeap:
     mutating the heap while iterating is safe (the loop sees the jobs present
     when it began).
 
+    ``JobHeap(indexed=False)`` keeps no id index, which saves its memory (about
+    17 bytes a job) and its upkeep on every push and pop. Such a heap refuses
+    the id lookups (remove_by_id, get, ``id in heap``) with TypeError rather
+    than answer them by an O(n) scan nobody would expect, and does not notice
+    two different Job objects with the same id; push, pop, peek, update,
+    remove(job) and ``job in heap`` work as usual.
+
     Changing a job's priority or runnable_at and then calling update() are two
     steps: threads that share a heap must not change the key of a job that is
     in it while others use the heap, or must serialise the pair themselves.
     """
 
-    def __cinit__(self):
+    def __cinit__(self, indexed=True):
         self._items = []
-        self._table = <IdSlot*>PyMem_Calloc(_MIN_TABLE, sizeof(IdSlot))
-        if self._table == NULL:
-            raise MemoryError()
-        self._mask = _MIN_TABLE - 1
+        self._indexed = bool(indexed)
+        if self._indexed:
+            _table_init(&self._index)
 
     def __del__(self):
         # a dropped heap frees its jobs' slots, so jobs that outlive it can go
@@ -532,13 +597,17 @@ cdef class JobHeap:
 
     def __dealloc__(self):
         # the table's pointers are borrowed from _items, which releases them
-        PyMem_Free(self._table)
-        self._table = NULL
+        _table_free(&self._index)
+
+    @property
+    def indexed(self):
+        """Whether the heap keeps an id index (see the class docstring)."""
+        return self._indexed
 
     def push(self, job):
         _check_job(job)
         cdef Job j = <Job>job
-        cdef IdSlot* slot
+        cdef PyObject** slot = NULL
         cdef Py_ssize_t n
         with cython.critical_section(self, j):
             if j._pos >= 0:
@@ -549,25 +618,13 @@ cdef class JobHeap:
             if n:
                 # sift_up reads the parent first; start fetching it now
                 __builtin_prefetch(PyList_GET_ITEM(self._items, (n - 1) >> 1))
-            if _find(self, j._id) != NULL:
-                raise JobAlreadyExists(f"a job with id {j._id} is already in this heap")
-            if (<size_t>n + self._deleted + 1) * 2 > self._mask + 1:
-                # full of live entries: double; full of tombstones: sweep them
-                _rehash(self, (self._mask + 1) * (2 if <size_t>n * 4 >= self._mask + 1 else 1))
-            slot = _free_slot(self, j._id)
-            if not self._mixed and _probes(self, j._id, slot) > _LONG_PROBE:
-                self._mixed = True
-                try:
-                    _rehash(self, self._mask + 1)
-                except MemoryError:
-                    self._mixed = False
-                    raise
-                slot = _free_slot(self, j._id)
+            if self._indexed:
+                if _find(&self._index, j._id) != NULL:
+                    raise JobAlreadyExists(f"a job with id {j._id} is already in this heap")
+                slot = _make_room(&self._index, j._id)
             self._items.append(j)
-            if slot.job == _DELETED:
-                self._deleted -= 1
-            slot.id = j._id
-            slot.job = <PyObject*>j
+            if slot != NULL:
+                _fill(&self._index, slot, <PyObject*>j)
             _sift_up(_array(self._items), n)
 
     def pop(self):
@@ -593,6 +650,27 @@ cdef class JobHeap:
                 raise JobMissing(f"{j!r} is not in this heap")
             _resift(_array(self._items), PyList_GET_SIZE(self._items), j._pos)
 
+    def update_many(self, jobs):
+        """update() each job of an iterable, in order, in one call.
+
+        For callers that change many keys at once (a bulk re-prioritisation)
+        it saves the per-call cost, which at a few tens of nanoseconds is most
+        of an update in a warm heap. It stops at the first job the heap does
+        not hold, raising JobMissing; the jobs before it stay updated, so the
+        heap is consistent either way.
+        """
+        cdef Job j
+        cdef list work = list(jobs)
+        cdef Py_ssize_t i
+        for i in range(PyList_GET_SIZE(work)):
+            _check_job(<object>PyList_GET_ITEM(work, i))
+        with cython.critical_section(self):
+            for i in range(PyList_GET_SIZE(work)):
+                j = <Job>PyList_GET_ITEM(work, i)
+                if not _holds(self, j):
+                    raise JobMissing(f"{j!r} is not in this heap")
+                _resift(_array(self._items), PyList_GET_SIZE(self._items), j._pos)
+
     def remove(self, job):
         _check_job(job)
         cdef Job j = <Job>job
@@ -603,44 +681,74 @@ cdef class JobHeap:
 
     def remove_by_id(self, id):
         cdef uint64_t key = 0
-        cdef PyObject* found = NULL
+        cdef PyObject** slot = NULL
         cdef Job j
         valid = _id_of(id, &key)
         with cython.critical_section(self):
+            _need_index(self)
             if valid:
-                found = _lookup(self, key)
-            if found == NULL:
+                slot = _find(&self._index, key)
+            if slot == NULL:
                 raise JobMissing(f"no job with id {id} in this heap")
-            j = <Job>found
+            j = <Job>slot[0]
             _take_out(self, j)
             return j
 
+    def remove_many_by_id(self, ids):
+        """remove_by_id() each id of an iterable, in order; the removed jobs, in that order.
+
+        The bulk form of remove_by_id, for the same reason as update_many. It
+        stops at the first id the heap does not hold, raising JobMissing; the
+        jobs removed before it stay removed (they are lost to the caller, who
+        asked for them gone).
+        """
+        cdef uint64_t key = 0
+        cdef PyObject** slot
+        cdef Job j
+        cdef list work = list(ids)
+        cdef list removed = []
+        cdef Py_ssize_t i
+        with cython.critical_section(self):
+            _need_index(self)
+            for i in range(PyList_GET_SIZE(work)):
+                id = <object>PyList_GET_ITEM(work, i)
+                slot = NULL
+                if _id_of(id, &key):
+                    slot = _find(&self._index, key)
+                if slot == NULL:
+                    raise JobMissing(f"no job with id {id} in this heap")
+                j = <Job>slot[0]
+                removed.append(j)
+                _take_out(self, j)
+        return removed
+
     def get(self, id, default=None):
         cdef uint64_t key = 0
-        cdef PyObject* found = NULL
+        cdef PyObject** slot = NULL
         valid = _id_of(id, &key)
         with cython.critical_section(self):
+            _need_index(self)
             if valid:
-                found = _lookup(self, key)
-            if found == NULL:
+                slot = _find(&self._index, key)
+            if slot == NULL:
                 return default
-            return <Job>found
+            return <Job>slot[0]
 
     def clear(self):
         cdef Py_ssize_t i
         cdef list old
-        cdef IdSlot* table = <IdSlot*>PyMem_Calloc(_MIN_TABLE, sizeof(IdSlot))
-        if table == NULL:
-            raise MemoryError()
+        cdef IdTable fresh
+        fresh.slots = NULL
+        fresh.mask = fresh.used = fresh.deleted = 0
+        fresh.mixed = False
+        if self._indexed:
+            _table_init(&fresh)
         with cython.critical_section(self):
             old = self._items
             for i in range(PyList_GET_SIZE(old)):
                 (<Job>PyList_GET_ITEM(old, i))._pos = -1
-            PyMem_Free(self._table)
-            self._table = table
-            self._mask = _MIN_TABLE - 1
-            self._deleted = 0
-            self._mixed = False
+            _table_free(&self._index)
+            self._index = fresh
             self._items = []
         # the jobs are released here, after the heap is consistent again
         del old
@@ -656,10 +764,13 @@ cdef class JobHeap:
         if isinstance(item, Job):
             with cython.critical_section(self):
                 return _holds(self, <Job>item)
-        if not isinstance(item, int) or isinstance(item, bool) or not _id_of(item, &key):
+        if not isinstance(item, int) or isinstance(item, bool):
+            return False
+        _need_index(self)
+        if not _id_of(item, &key):
             return False
         with cython.critical_section(self):
-            return _lookup(self, key) != NULL
+            return _find(&self._index, key) != NULL
 
     def __iter__(self):
         cdef list snapshot
@@ -669,6 +780,204 @@ cdef class JobHeap:
 
     def __repr__(self):
         return f"<JobHeap of {PyList_GET_SIZE(self._items)} jobs>"
+
+
+# --- JobTable --------------------------------------------------------------------
+
+
+cdef extern from "Python.h":
+    ctypedef int (*visitproc)(PyObject*, void*) noexcept
+    ctypedef struct _TypeGcSlots "PyTypeObject":
+        int (*tp_traverse)(PyObject*, visitproc, void*) noexcept
+        int (*tp_clear)(PyObject*) noexcept
+    void* Py_TYPE_ptr "Py_TYPE"(PyObject*) noexcept
+    bint PyType_HasFeature(void*, unsigned long) noexcept
+    unsigned long Py_TPFLAGS_HEAPTYPE
+    void Py_INCREF_ptr "Py_INCREF"(PyObject*) noexcept
+    void Py_DECREF_ptr "Py_DECREF"(PyObject*) noexcept
+
+
+cdef void _release_all(IdTable* t) noexcept:
+    """Empty t and drop its references, leaving an empty (slot-less) table.
+
+    The table is detached before the first release, so a job's destructor
+    that reaches back into the table sees it already empty.
+    """
+    cdef PyObject** slots = t.slots
+    cdef size_t size = t.mask + 1 if slots != NULL else 0
+    cdef size_t i
+    t.slots = NULL
+    t.mask = 0
+    t.used = 0
+    t.deleted = 0
+    for i in range(size):
+        if slots[i] != NULL and slots[i] != _DELETED:
+            Py_DECREF_ptr(slots[i])
+    PyMem_Free(slots)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class JobTable:
+    """A map from job id to Job, held in C: the registry of every live job.
+
+    A dict of int -> Job spends about 75 bytes a job on its entry and the int
+    key object; this open-addressing table spends 16 to 32 bytes (one pointer
+    a slot, the table at most half full), the id being read from the job.
+    ``add`` refuses a second job with an id already present (JobAlreadyExists);
+    ``pop`` and ``remove`` of an absent job raise JobMissing; ``table[id]``
+    raises KeyError like a dict; iteration yields the jobs (a snapshot, in no
+    particular order). Every id 0..2**64-1 is allowed, 0 included. Each method
+    is atomic, as JobHeap's are.
+
+    The table owns its references and shows them to the cyclic GC (a job's
+    tube or reserver often refers back to whatever holds the table).
+    """
+
+    def __cinit__(self):
+        _table_init(&self._table)
+
+    def __dealloc__(self):
+        _release_all(&self._table)
+
+    def add(self, job):
+        _check_job(job)
+        cdef Job j = <Job>job
+        cdef PyObject** slot
+        with cython.critical_section(self):
+            if self._table.slots == NULL:
+                _table_init(&self._table)
+            if _find(&self._table, j._id) != NULL:
+                raise JobAlreadyExists(f"a job with id {j._id} is already in this table")
+            slot = _make_room(&self._table, j._id)
+            Py_INCREF_ptr(<PyObject*>j)
+            _fill(&self._table, slot, <PyObject*>j)
+
+    def get(self, id, default=None):
+        cdef uint64_t key = 0
+        cdef PyObject** slot = NULL
+        valid = _id_of(id, &key)
+        with cython.critical_section(self):
+            if valid and self._table.slots != NULL:
+                slot = _find(&self._table, key)
+            if slot == NULL:
+                return default
+            return <Job>slot[0]
+
+    def __getitem__(self, id):
+        cdef uint64_t key = 0
+        cdef PyObject** slot = NULL
+        valid = _id_of(id, &key)
+        with cython.critical_section(self):
+            if valid and self._table.slots != NULL:
+                slot = _find(&self._table, key)
+            if slot == NULL:
+                raise KeyError(id)
+            return <Job>slot[0]
+
+    def pop(self, id):
+        cdef uint64_t key = 0
+        cdef PyObject** slot = NULL
+        cdef Job j
+        valid = _id_of(id, &key)
+        with cython.critical_section(self):
+            if valid and self._table.slots != NULL:
+                slot = _find(&self._table, key)
+            if slot == NULL:
+                raise JobMissing(f"no job with id {id} in this table")
+            j = <Job>slot[0]  # our own reference, for the caller
+            _discard(&self._table, slot)
+            Py_DECREF_ptr(<PyObject*>j)  # the table's
+            return j
+
+    def remove(self, job):
+        _check_job(job)
+        cdef Job j = <Job>job
+        cdef PyObject** slot = NULL
+        with cython.critical_section(self):
+            if self._table.slots != NULL:
+                slot = _find(&self._table, j._id)
+            if slot == NULL or slot[0] != <PyObject*>j:
+                raise JobMissing(f"{j!r} is not in this table")
+            _discard(&self._table, slot)
+            Py_DECREF_ptr(<PyObject*>j)  # the caller's argument keeps it alive
+
+    def clear(self):
+        cdef IdTable old
+        cdef IdTable fresh
+        _table_init(&fresh)
+        with cython.critical_section(self):
+            old = self._table
+            self._table = fresh
+        _release_all(&old)
+
+    def __contains__(self, item):
+        cdef uint64_t key = 0
+        cdef PyObject** slot = NULL
+        if isinstance(item, Job):
+            with cython.critical_section(self):
+                if self._table.slots != NULL:
+                    slot = _find(&self._table, (<Job>item)._id)
+                return slot != NULL and slot[0] == <PyObject*>item
+        if not isinstance(item, int) or isinstance(item, bool) or not _id_of(item, &key):
+            return False
+        with cython.critical_section(self):
+            return self._table.slots != NULL and _find(&self._table, key) != NULL
+
+    def __len__(self):
+        return self._table.used
+
+    def __bool__(self):
+        return self._table.used != 0
+
+    def __iter__(self):
+        cdef list snapshot = []
+        cdef size_t i
+        cdef PyObject* p
+        with cython.critical_section(self):
+            if self._table.slots != NULL:
+                for i in range(self._table.mask + 1):
+                    p = self._table.slots[i]
+                    if p != NULL and p != _DELETED:
+                        snapshot.append(<Job>p)
+        return iter(snapshot)
+
+    def __repr__(self):
+        return f"<JobTable of {self._table.used} jobs>"
+
+
+cdef int _job_table_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    # borrowed pointers only: a traversal must not change reference counts
+    cdef IdTable* t = &(<JobTable>o)._table
+    cdef size_t i
+    cdef int err
+    cdef PyObject* p
+    if PyType_HasFeature(Py_TYPE_ptr(o), Py_TPFLAGS_HEAPTYPE):
+        err = visit(<PyObject*>Py_TYPE_ptr(o), arg)
+        if err:
+            return err
+    if t.slots == NULL:
+        return 0
+    for i in range(t.mask + 1):
+        p = t.slots[i]
+        if p != NULL and p != _DELETED:
+            err = visit(p, arg)
+            if err:
+                return err
+    return 0
+
+
+cdef int _job_table_clear(PyObject* o) noexcept:
+    _release_all(&(<JobTable>o)._table)
+    return 0
+
+
+# Cython makes a class collectable only when it has object fields, and then
+# traverses just those. JobTable's references sit in a C array, so it declares
+# one unused object field (_gc) to get the GC flag, and its traverse and clear
+# are replaced by ones that walk the table.
+(<_TypeGcSlots*><void*>JobTable).tp_traverse = _job_table_traverse
+(<_TypeGcSlots*><void*>JobTable).tp_clear = _job_table_clear
 
 
 # --- TubeHeap --------------------------------------------------------------------

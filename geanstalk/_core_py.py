@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .errors import EmptyQueue, JobAlreadyExists, JobMissing, QueueAlreadyExists, QueueMissing
@@ -39,6 +39,7 @@ __all__ = [
     "STATE_NAMES",
     "Job",
     "JobHeap",
+    "JobTable",
     "TubeHeap",
     "less",
 ]
@@ -291,6 +292,13 @@ class JobHeap:
     mutating the heap while iterating is safe (the loop sees the jobs present
     when it began).
 
+    ``JobHeap(indexed=False)`` keeps no id index, which saves its memory and
+    its upkeep on every push and pop. Such a heap refuses the id lookups
+    (remove_by_id, remove_many_by_id, get, ``id in heap``) with TypeError
+    rather than answer them by an O(n) scan nobody would expect, and does not
+    notice two different Job objects with the same id; push, pop, peek,
+    update, remove(job) and ``job in heap`` work as usual.
+
     Changing a job's priority or runnable_at and then calling update() are two
     steps: threads that share a heap must not change the key of a job that is
     in it while others use the heap, or must serialise the pair themselves.
@@ -298,10 +306,20 @@ class JobHeap:
 
     __slots__ = ("_index", "_items", "_lock")
 
-    def __init__(self) -> None:
+    def __init__(self, indexed: bool = True) -> None:
         self._items: list[Job] = []
-        self._index: dict[int, Job] = {}
+        self._index: dict[int, Job] | None = {} if indexed else None
         self._lock = threading.Lock()
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the heap keeps an id index (see the class docstring)."""
+        return self._index is not None
+
+    def _need_index(self) -> dict[int, Job]:
+        if self._index is None:
+            raise TypeError("this JobHeap has no id index (made with indexed=False)")
+        return self._index
 
     def __del__(self) -> None:
         # a dropped heap frees its jobs' slots, so jobs that outlive it can go
@@ -319,10 +337,12 @@ class JobHeap:
         with self._lock:
             if job._pos >= 0:
                 raise JobAlreadyExists(f"job {job._id} is already in a heap")
-            if job._id in self._index:
-                raise JobAlreadyExists(f"a job with id {job._id} is already in this heap")
+            index = self._index
+            if index is not None:
+                if job._id in index:
+                    raise JobAlreadyExists(f"a job with id {job._id} is already in this heap")
+                index[job._id] = job
             self._items.append(job)
-            self._index[job._id] = job
             _sift_up(self._items, len(self._items) - 1)
 
     def pop(self) -> Job:
@@ -336,7 +356,8 @@ class JobHeap:
                 items[0] = last
                 _sift_down(items, 0)
             top._pos = -1
-            del self._index[top._id]
+            if self._index is not None:
+                del self._index[top._id]
             return top
 
     def peek(self) -> Job:
@@ -350,10 +371,29 @@ class JobHeap:
         with self._lock:
             if not self._holds(job):
                 raise JobMissing(f"{job!r} is not in this heap")
-            pos = job._pos
-            _sift_up(self._items, pos)
-            if job._pos == pos:
-                _sift_down(self._items, pos)
+            self._resift(job)
+
+    def update_many(self, jobs: Iterable[Job]) -> None:
+        """update() each job of an iterable, in order, in one call.
+
+        For callers that change many keys at once; it saves the per-call cost.
+        It stops at the first job the heap does not hold, raising JobMissing;
+        the jobs before it stay updated, so the heap is consistent either way.
+        """
+        work = list(jobs)
+        for job in work:
+            _check_job(job)
+        with self._lock:
+            for job in work:
+                if not self._holds(job):
+                    raise JobMissing(f"{job!r} is not in this heap")
+                self._resift(job)
+
+    def _resift(self, job: Job) -> None:
+        pos = job._pos
+        _sift_up(self._items, pos)
+        if job._pos == pos:
+            _sift_down(self._items, pos)
 
     def _remove_at(self, job: Job) -> None:
         items = self._items
@@ -366,7 +406,8 @@ class JobHeap:
             if last._pos == pos:
                 _sift_down(items, pos)
         job._pos = -1
-        del self._index[job._id]
+        if self._index is not None:
+            del self._index[job._id]
 
     def remove(self, job: Job) -> None:
         _check_job(job)
@@ -378,16 +419,35 @@ class JobHeap:
     def remove_by_id(self, id: int) -> Job:
         key = _key(id)
         with self._lock:
-            job = self._index.get(key)
+            job = self._need_index().get(key)
             if job is None:
                 raise JobMissing(f"no job with id {key} in this heap")
             self._remove_at(job)
             return job
 
+    def remove_many_by_id(self, ids: Iterable[int]) -> list[Job]:
+        """remove_by_id() each id of an iterable, in order; the removed jobs, in that order.
+
+        The bulk form of remove_by_id, for the same reason as update_many. It
+        stops at the first id the heap does not hold, raising JobMissing; the
+        jobs removed before it stay removed.
+        """
+        work = list(ids)
+        removed: list[Job] = []
+        with self._lock:
+            index = self._need_index()
+            for id in work:
+                job = index.get(_key(id))
+                if job is None:
+                    raise JobMissing(f"no job with id {id} in this heap")
+                removed.append(job)
+                self._remove_at(job)
+        return removed
+
     def get(self, id: int, default: Job | None = None) -> Job | None:
         key = _key(id)
         with self._lock:
-            return self._index.get(key, default)
+            return self._need_index().get(key, default)
 
     def clear(self) -> None:
         with self._lock:
@@ -395,7 +455,8 @@ class JobHeap:
             for job in items:
                 job._pos = -1
             self._items = []
-            self._index = {}
+            if self._index is not None:
+                self._index = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -408,7 +469,7 @@ class JobHeap:
             if isinstance(item, Job):
                 return self._holds(item)
             if isinstance(item, int) and not isinstance(item, bool):
-                return item in self._index
+                return item in self._need_index()
             return False
 
     def __iter__(self) -> Iterator[Job]:
@@ -417,6 +478,82 @@ class JobHeap:
 
     def __repr__(self) -> str:
         return f"<JobHeap of {len(self._items)} jobs>"
+
+
+class JobTable:
+    """A map from job id to Job: the registry of every live job.
+
+    ``add`` refuses a second job with an id already present (JobAlreadyExists);
+    ``pop`` and ``remove`` of an absent job raise JobMissing; ``table[id]``
+    raises KeyError like a dict; iteration yields the jobs (a snapshot, in no
+    particular order). Every id 0..2**64-1 is allowed, 0 included. Each method
+    takes the table's lock, so each is atomic.
+    """
+
+    __slots__ = ("_jobs", "_lock")
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, Job] = {}
+        self._lock = threading.Lock()
+
+    def add(self, job: Job) -> None:
+        _check_job(job)
+        with self._lock:
+            if job._id in self._jobs:
+                raise JobAlreadyExists(f"a job with id {job._id} is already in this table")
+            self._jobs[job._id] = job
+
+    def get(self, id: int, default: Job | None = None) -> Job | None:
+        key = _key(id)
+        with self._lock:
+            return self._jobs.get(key, default)
+
+    def __getitem__(self, id: int) -> Job:
+        key = _key(id)
+        with self._lock:
+            return self._jobs[key]
+
+    def pop(self, id: int) -> Job:
+        key = _key(id)
+        with self._lock:
+            job = self._jobs.pop(key, None)
+            if job is None:
+                raise JobMissing(f"no job with id {id} in this table")
+            return job
+
+    def remove(self, job: Job) -> None:
+        _check_job(job)
+        with self._lock:
+            if self._jobs.get(job._id) is not job:
+                raise JobMissing(f"{job!r} is not in this table")
+            del self._jobs[job._id]
+
+    def clear(self) -> None:
+        with self._lock:
+            old = self._jobs
+            self._jobs = {}
+        old.clear()
+
+    def __contains__(self, item: object) -> bool:
+        with self._lock:
+            if isinstance(item, Job):
+                return self._jobs.get(item._id) is item
+            if isinstance(item, int) and not isinstance(item, bool):
+                return item in self._jobs
+            return False
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __bool__(self) -> bool:
+        return bool(self._jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        with self._lock:
+            return iter(list(self._jobs.values()))
+
+    def __repr__(self) -> str:
+        return f"<JobTable of {len(self._jobs)} jobs>"
 
 
 class _Slot:

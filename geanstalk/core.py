@@ -20,6 +20,7 @@ else:
 
 Job = _impl.Job
 JobHeap = _impl.JobHeap
+JobTable = _impl.JobTable
 TubeHeap = _impl.TubeHeap
 less = _impl.less
 READY, DELAYED, RESERVED, BURIED = _impl.READY, _impl.DELAYED, _impl.RESERVED, _impl.BURIED
@@ -28,4 +29,4 @@ COMPILED: bool = _impl.COMPILED
 IMPLEMENTATION: str = _impl.__name__  # which module was picked, for tests and bug reports
 
 __all__ = ["BURIED", "COMPILED", "DELAYED", "IMPLEMENTATION", "READY", "RESERVED"]
-__all__ += ["STATE_NAMES", "Job", "JobHeap", "TubeHeap", "less"]
+__all__ += ["STATE_NAMES", "Job", "JobHeap", "JobTable", "TubeHeap", "less"]
