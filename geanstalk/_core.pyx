@@ -26,6 +26,8 @@ cdef extern from *:
 
 from libc.stdint cimport INT32_MAX, int32_t, uint8_t, uint32_t, uint64_t
 
+from collections.abc import Mapping
+
 from .errors import EmptyQueue, JobAlreadyExists, JobMissing, QueueAlreadyExists, QueueMissing
 
 __all__ = [
@@ -941,6 +943,21 @@ cdef class JobTable:
                     if p != NULL and p != _DELETED:
                         snapshot.append(<Job>p)
         return iter(snapshot)
+
+    def as_dict(self):
+        """A new dict of id -> job with the table's content."""
+        return {(<Job>job)._id: job for job in self}
+
+    def __eq__(self, other):
+        # equal to a table or dict with the same ids mapped to the same jobs,
+        # so code written against the dict this replaces keeps working
+        if isinstance(other, JobTable):
+            other = (<JobTable>other).as_dict()
+        elif not isinstance(other, Mapping):
+            return NotImplemented
+        return len(self) == len(other) and self.as_dict() == dict(other)
+
+    __hash__ = None
 
     def __repr__(self):
         return f"<JobTable of {self._table.used} jobs>"
