@@ -652,25 +652,36 @@ cdef class JobHeap:
                 raise JobMissing(f"{j!r} is not in this heap")
             _resift(_array(self._items), PyList_GET_SIZE(self._items), j._pos)
 
-    def update_many(self, jobs):
-        """update() each job of an iterable, in order, in one call.
+    def reprioritize(self, pairs):
+        """For each (job, priority) of an iterable, in order: set the job's
+        priority and update() it; the bulk form of ``job.priority = p;
+        heap.update(job)``, as a keyed queue's ``q[key] = priority`` is.
 
-        For callers that change many keys at once (a bulk re-prioritisation)
-        it saves the per-call cost, which at a few tens of nanoseconds is most
-        of an update in a warm heap. It stops at the first job the heap does
-        not hold, raising JobMissing; the jobs before it stay updated, so the
-        heap is consistent either way.
+        It exists for callers that change many priorities at once: one call
+        saves the per-call cost, which in a warm heap is most of an update.
+        The keys change one at a time on purpose: re-sifting jobs whose keys
+        were all changed beforehand does not restore a heap. It stops at the
+        first pair whose job the heap does not hold (JobMissing) or whose
+        priority is not a uint32 (TypeError, OverflowError), leaving that
+        job as it was; the pairs before it stay done.
         """
         cdef Job j
-        cdef list work = list(jobs)
+        cdef uint32_t priority
         cdef Py_ssize_t i
+        cdef list work = list(pairs)
         for i in range(PyList_GET_SIZE(work)):
-            _check_job(<object>PyList_GET_ITEM(work, i))
+            pair = <object>PyList_GET_ITEM(work, i)
+            if not isinstance(pair, tuple) or len(<tuple>pair) != 2:
+                raise TypeError("reprioritize takes (job, priority) pairs")
+            _check_job((<tuple>pair)[0])
         with cython.critical_section(self):
             for i in range(PyList_GET_SIZE(work)):
-                j = <Job>PyList_GET_ITEM(work, i)
+                pair = <object>PyList_GET_ITEM(work, i)
+                j = <Job>(<tuple>pair)[0]
                 if not _holds(self, j):
                     raise JobMissing(f"{j!r} is not in this heap")
+                priority = _u32((<tuple>pair)[1], "priority")
+                j._priority = priority
                 _resift(_array(self._items), PyList_GET_SIZE(self._items), j._pos)
 
     def remove(self, job):
@@ -699,7 +710,7 @@ cdef class JobHeap:
     def remove_many_by_id(self, ids):
         """remove_by_id() each id of an iterable, in order; the removed jobs, in that order.
 
-        The bulk form of remove_by_id, for the same reason as update_many. It
+        The bulk form of remove_by_id, for the same reason as reprioritize. It
         stops at the first id the heap does not hold, raising JobMissing; the
         jobs removed before it stay removed (they are lost to the caller, who
         asked for them gone).

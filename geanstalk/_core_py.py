@@ -373,20 +373,27 @@ class JobHeap:
                 raise JobMissing(f"{job!r} is not in this heap")
             self._resift(job)
 
-    def update_many(self, jobs: Iterable[Job]) -> None:
-        """update() each job of an iterable, in order, in one call.
+    def reprioritize(self, pairs: Iterable[tuple[Job, int]]) -> None:
+        """For each (job, priority) of an iterable, in order: set the job's
+        priority and update() it; the bulk form of ``job.priority = p;
+        heap.update(job)``.
 
-        For callers that change many keys at once; it saves the per-call cost.
-        It stops at the first job the heap does not hold, raising JobMissing;
-        the jobs before it stay updated, so the heap is consistent either way.
+        The keys change one at a time on purpose: re-sifting jobs whose keys
+        were all changed beforehand does not restore a heap. It stops at the
+        first pair whose job the heap does not hold (JobMissing) or whose
+        priority is not a uint32 (TypeError, OverflowError), leaving that job
+        as it was; the pairs before it stay done.
         """
-        work = list(jobs)
-        for job in work:
-            _check_job(job)
+        work = list(pairs)
+        for pair in work:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise TypeError("reprioritize takes (job, priority) pairs")
+            _check_job(pair[0])
         with self._lock:
-            for job in work:
+            for job, priority in work:
                 if not self._holds(job):
                     raise JobMissing(f"{job!r} is not in this heap")
+                job.priority = priority
                 self._resift(job)
 
     def _resift(self, job: Job) -> None:
@@ -428,7 +435,7 @@ class JobHeap:
     def remove_many_by_id(self, ids: Iterable[int]) -> list[Job]:
         """remove_by_id() each id of an iterable, in order; the removed jobs, in that order.
 
-        The bulk form of remove_by_id, for the same reason as update_many. It
+        The bulk form of remove_by_id, for the same reason as reprioritize. It
         stops at the first id the heap does not hold, raising JobMissing; the
         jobs removed before it stay removed.
         """

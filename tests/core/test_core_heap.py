@@ -8,6 +8,7 @@ import weakref
 from types import ModuleType
 
 import pytest
+from heap_checks import check_heap
 
 from geanstalk.errors import EmptyQueue, JobAlreadyExists, JobMissing
 
@@ -271,3 +272,107 @@ def test_reference_cycles_through_a_heap_are_collected(impl: ModuleType) -> None
     gc.collect()
     assert alive() is None
     assert survivor.heap_index == -1
+
+
+# --- JobHeap(indexed=False) ----------------------------------------------------------
+
+
+def test_an_unindexed_heap_orders_updates_and_removes_as_usual(impl: ModuleType) -> None:
+    rng = random.Random(11)
+    heap = impl.JobHeap(indexed=False)
+    assert heap.indexed is False and impl.JobHeap().indexed is True
+    jobs = [impl.Job(i, priority=rng.randrange(50)) for i in range(500)]
+    for job in jobs:
+        heap.push(job)
+    for job in rng.sample(jobs, 100):
+        job.priority = rng.randrange(50)
+        heap.update(job)
+    removed = rng.sample(jobs, 100)
+    for job in removed:
+        heap.remove(job)
+        assert job.heap_index == -1 and job not in heap
+    assert all(job in heap for job in jobs if job not in removed)
+    kept = sorted((j for j in jobs if j not in removed), key=lambda j: (j.priority, j.id))
+    assert drain(heap) == kept
+
+
+def test_an_unindexed_heap_refuses_id_lookups(impl: ModuleType) -> None:
+    heap = impl.JobHeap(indexed=False)
+    job = impl.Job(1)
+    heap.push(job)
+    for call in (
+        lambda: heap.remove_by_id(1),
+        lambda: heap.remove_many_by_id([1]),
+        lambda: heap.get(1),
+        lambda: 1 in heap,
+    ):
+        with pytest.raises(TypeError):
+            call()
+    assert job in heap and "x" not in heap
+    with pytest.raises(JobAlreadyExists):
+        heap.push(job)  # the job itself knows it is in a heap
+    heap.push(impl.Job(1))  # another job with the same id is not noticed
+    assert len(heap) == 2
+    heap.clear()
+    assert len(heap) == 0 and job.heap_index == -1
+
+
+# --- reprioritize and remove_many_by_id ---------------------------------------------
+
+
+def test_reprioritize_matches_one_update_at_a_time(impl: ModuleType) -> None:
+    rng = random.Random(12)
+    for _trial in range(30):
+        one, many = impl.JobHeap(), impl.JobHeap()
+        n = rng.randrange(1, 120)
+        pairs = [(impl.Job(i), impl.Job(i)) for i in range(n)]
+        for a, b in pairs:
+            a.priority = b.priority = rng.randrange(10)
+            one.push(a)
+            many.push(b)
+        work = [(i, rng.randrange(10)) for i in rng.choices(range(n), k=rng.randrange(n + 1))]
+        for i, priority in work:
+            pairs[i][0].priority = priority
+            one.update(pairs[i][0])
+        many.reprioritize((pairs[i][1], priority) for i, priority in work)  # any iterable
+        check_heap(impl, many)
+        assert [j.id for j in one] == [j.id for j in many]
+
+
+def test_reprioritize_stops_at_the_first_bad_pair(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = [impl.Job(i, priority=10) for i in range(5)]
+    for job in jobs:
+        heap.push(job)
+    with pytest.raises(JobMissing):
+        heap.reprioritize([(jobs[3], 0), (impl.Job(9), 0), (jobs[4], 0)])
+    assert heap.peek() is jobs[3] and jobs[4].priority == 10  # done, not reached
+    with pytest.raises(OverflowError):
+        heap.reprioritize([(jobs[2], 1), (jobs[1], 2**32)])
+    assert jobs[2].priority == 1 and jobs[1].priority == 10
+    for bad in ([(jobs[0], 1, 2)], [jobs[0]], [("job", 1)]):
+        with pytest.raises(TypeError):
+            heap.reprioritize(bad)
+    assert jobs[0].priority == 10  # refused before any change
+    heap.reprioritize([])
+    check_heap(impl, heap)
+    assert [j.id for j in drain(heap)] == [3, 2, 0, 1, 4]
+
+
+def test_remove_many_by_id(impl: ModuleType) -> None:
+    heap = impl.JobHeap()
+    jobs = {i: impl.Job(i, priority=i % 7) for i in range(50)}
+    for job in jobs.values():
+        heap.push(job)
+    got = heap.remove_many_by_id(iter([7, 3, 40]))
+    assert got == [jobs[7], jobs[3], jobs[40]]
+    assert all(job.heap_index == -1 for job in got) and 3 not in heap
+    with pytest.raises(JobMissing):
+        heap.remove_many_by_id([5, 3, 6])  # 3 is gone already
+    assert 5 not in heap and 6 in heap
+    with pytest.raises(TypeError):
+        heap.remove_many_by_id([6, "8"])
+    assert 6 not in heap and 8 in heap  # removed before the bad id
+    assert heap.remove_many_by_id([]) == []
+    assert len(heap) == 50 - 5
+    check_heap(impl, heap)

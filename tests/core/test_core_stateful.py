@@ -1,8 +1,9 @@
 """Random operation sequences against a model, with hypothesis state machines.
 
-Three machines: JobHeap against a plain list model, TubeHeap against a dict of
-lists, and the compiled JobHeap against the pure one on the same sequence.
-The first two run on both implementations through the ``impl`` fixture.
+Four machines: JobHeap (indexed and not) against a plain list model, TubeHeap
+against a dict of lists, JobTable against a dict, and the compiled JobHeap
+against the pure one on the same sequence. All but the last run on both
+implementations through the ``impl`` fixture.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ priorities = st.sampled_from([0, 1, 2, 1024, 2**32 - 1])
 times = st.one_of(st.none(), st.sampled_from([0.0, 1.0, 1.5, 2.0, 1e9]))
 
 
-def jobheap_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
+def jobheap_machine(impl: ModuleType, indexed: bool = True) -> type[RuleBasedStateMachine]:
     class JobHeapMachine(RuleBasedStateMachine):
         """A JobHeap against a model: the set of jobs it should hold."""
 
@@ -47,7 +48,7 @@ def jobheap_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
 
         def __init__(self) -> None:
             super().__init__()
-            self.heap = impl.JobHeap()
+            self.heap = impl.JobHeap(indexed=indexed)
             self.model: dict[int, Any] = {}
             self.next_id = 1
 
@@ -67,8 +68,9 @@ def jobheap_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
             if job.id in self.model:
                 with pytest.raises(JobAlreadyExists):
                     self.heap.push(job)
-                with pytest.raises(JobAlreadyExists):
-                    self.heap.push(impl.Job(job.id))
+                if indexed:  # an unindexed heap cannot see a second job with the id
+                    with pytest.raises(JobAlreadyExists):
+                        self.heap.push(impl.Job(job.id))
             else:
                 self.heap.push(job)
                 self.model[job.id] = job
@@ -114,7 +116,10 @@ def jobheap_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
 
         @rule(job=consumes(jobs))
         def remove_by_id(self, job: Any) -> None:
-            if job.id in self.model:
+            if not indexed:
+                with pytest.raises(TypeError):
+                    self.heap.remove_by_id(job.id)
+            elif job.id in self.model:
                 assert self.heap.remove_by_id(job.id) is job
                 del self.model[job.id]
             else:
@@ -197,6 +202,77 @@ def tubeheap_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
     return TubeHeapMachine
 
 
+def jobtable_machine(impl: ModuleType) -> type[RuleBasedStateMachine]:
+    # ids that collide under the table's identity hashing (multiples of 2**40)
+    # sit beside the usual small ones and both ends of the range
+    ids = st.one_of(
+        st.integers(0, 40),
+        st.sampled_from([2**64 - 1, 2**64 - 2, 2**63]),
+        st.integers(0, 40).map(lambda i: i << 40),
+    )
+
+    class JobTableMachine(RuleBasedStateMachine):
+        """A JobTable against a dict of id -> job."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = impl.JobTable()
+            self.model: dict[int, Any] = {}
+
+        @rule(job_id=ids)
+        def add(self, job_id: int) -> None:
+            job = impl.Job(job_id)
+            if job_id in self.model:
+                with pytest.raises(JobAlreadyExists):
+                    self.table.add(job)
+            else:
+                self.table.add(job)
+                self.model[job_id] = job
+
+        @rule(job_id=ids)
+        def get(self, job_id: int) -> None:
+            assert self.table.get(job_id) is self.model.get(job_id)
+            assert (job_id in self.table) == (job_id in self.model)
+            if job_id in self.model:
+                assert self.table[job_id] is self.model[job_id]
+                assert self.model[job_id] in self.table
+                assert impl.Job(job_id) not in self.table  # an impostor with the id
+            else:
+                with pytest.raises(KeyError):
+                    self.table[job_id]
+
+        @rule(job_id=ids)
+        def pop(self, job_id: int) -> None:
+            if job_id in self.model:
+                assert self.table.pop(job_id) is self.model.pop(job_id)
+            else:
+                with pytest.raises(JobMissing):
+                    self.table.pop(job_id)
+
+        @rule(job_id=ids)
+        def remove(self, job_id: int) -> None:
+            with pytest.raises(JobMissing):
+                self.table.remove(impl.Job(job_id))  # never the stored object
+            if job_id in self.model:
+                self.table.remove(self.model.pop(job_id))
+
+        @precondition(lambda self: len(self.model) > 8)
+        @rule()
+        def clear(self) -> None:
+            self.table.clear()
+            self.model.clear()
+
+        @invariant()
+        def matches_model(self) -> None:
+            assert len(self.table) == len(self.model)
+            assert bool(self.table) == bool(self.model)
+            assert sorted(j.id for j in self.table) == sorted(self.model)
+            assert self.table.as_dict() == self.model
+            assert self.table == self.model
+
+    return JobTableMachine
+
+
 def twin_machine(compiled: ModuleType) -> type[RuleBasedStateMachine]:
     class TwinMachine(RuleBasedStateMachine):
         """The compiled heap and the pure heap, fed the same operations, agree."""
@@ -257,12 +333,17 @@ def twin_machine(compiled: ModuleType) -> type[RuleBasedStateMachine]:
     return TwinMachine
 
 
-def test_jobheap_against_model(impl: ModuleType) -> None:
-    run_state_machine_as_test(jobheap_machine(impl), settings=SETTINGS)
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed", "unindexed"])
+def test_jobheap_against_model(impl: ModuleType, indexed: bool) -> None:
+    run_state_machine_as_test(jobheap_machine(impl, indexed), settings=SETTINGS)
 
 
 def test_tubeheap_against_model(impl: ModuleType) -> None:
     run_state_machine_as_test(tubeheap_machine(impl), settings=SETTINGS)
+
+
+def test_jobtable_against_model(impl: ModuleType) -> None:
+    run_state_machine_as_test(jobtable_machine(impl), settings=SETTINGS)
 
 
 def test_compiled_matches_pure(compiled: ModuleType) -> None:
