@@ -124,6 +124,7 @@ def test_output_over_the_cap_disconnects_and_releases_reservations(harness: Harn
     c, t = harness.connect()
     talk(c, t, b"put 0 0 60 1\r\na\r\nreserve\r\n")
     t.unsent = harness.server.output_cap + 1  # the peer stopped reading
+    c.pause_writing()  # as a transport does once past its high-water mark
     talk(c, t, b"list-tube-used\r\n")
     assert t.aborted
     assert harness.server.storage.jobs[1].reserver is None
