@@ -6,7 +6,11 @@ to rewrite benchmarks/results/core.md from it).
 
 Contenders, each timed on the same operation with the same loop shape:
 
-* ``compiled`` / ``pure``: geanstalk's JobHeap (Cython / pure Python).
+* ``compiled`` / ``pure``: geanstalk's JobHeap (Cython / pure Python). update
+  and remove-by-id go through its documented bulk methods, ``reprioritize``
+  (pairs of job and new priority) and ``remove_many_by_id``, which do the
+  same work per job as the others' loops (set the priority and re-sift, or
+  find by id and remove) without a Python call per job.
 * ``heapq``: push and pop use plain ``(priority, id)`` tuples. update and
   remove-by-id use the standard lazy-invalidation technique (the heapq
   documentation's recipe): an id -> entry dict, entries are ``[priority, id,
@@ -177,10 +181,8 @@ def _update(
             return (heap, [(heap.get(i), p) for i, p in pairs]), {}
 
         def run(heap: Any, work: list[Any]) -> None:
-            update = heap.update
-            for job, priority in work:
-                job.priority = priority
-                update(job)
+            # the bulk form of `job.priority = p; heap.update(job)`
+            heap.reprioritize(work)
 
     elif name == "heapq":
 
@@ -216,9 +218,7 @@ def _remove(
             return (_filled(name, priorities), chosen), {}
 
         def run(heap: Any, ids: list[int]) -> None:
-            remove = heap.remove_by_id
-            for key in ids:
-                remove(key)
+            heap.remove_many_by_id(ids)
 
     elif name == "heapq":
 
