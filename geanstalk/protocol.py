@@ -177,6 +177,26 @@ def valid_name(name: bytes) -> bool:
     return 0 < len(name) <= NAME_MAX and not name.translate(None, NAME_CHARS) and name[0] != 45
 
 
+# Producers send the same put line (priority, delay, ttr, size) over and over:
+# remember the parse of recent lines. Cleared whole when full, so a stream of
+# distinct lines costs one dict insert each and memory stays bounded.
+_PUT_CACHE: dict[bytes, tuple[int, int, int, int, bool] | None] = {}
+PUT_CACHE_MAX = 1024
+
+
+def parse_put_cached(line: bytes) -> tuple[int, int, int, int, bool] | None:
+    """parse_put, remembered for the lines seen last."""
+    try:
+        return _PUT_CACHE[line]
+    except KeyError:
+        pass
+    parsed = parse_put(line)
+    if len(_PUT_CACHE) >= PUT_CACHE_MAX:
+        _PUT_CACHE.clear()
+    _PUT_CACHE[line] = parsed
+    return parsed
+
+
 def parse_put(line: bytes) -> tuple[int, int, int, int, bool] | None:
     """put's four numbers and whether the line ends right after them.
 
@@ -324,7 +344,7 @@ class Connection(asyncio.Protocol):
         }
         # Fast path: first word straight to the handler.
         self._by_word = {
-            word: (op, needs_space, self._handlers[op])
+            word: (op, needs_space, self._handlers[op], _ARG_AT[op])
             for word, (op, needs_space) in _WORDS.items()
         }
 
@@ -404,6 +424,7 @@ class Connection(asyncio.Protocol):
         state = self._state
         by_word = self._by_word
         stats = self.stats
+        whole = type(buf) is bytes  # slices of bytes are bytes already
         while pos < n:
             if state == S_COMMAND:
                 end = pos + LINE_MAX if n - pos > LINE_MAX else n
@@ -414,7 +435,7 @@ class Connection(asyncio.Protocol):
                         state = self._state = S_ENDLINE
                         continue
                     break
-                line = bytes(buf[pos:cr])
+                line = buf[pos:cr] if whole else bytes(buf[pos:cr])
                 pos = cr + 2
                 # The command, dispatched here rather than in a method of its
                 # own: one call less per command on the hottest path.
@@ -424,15 +445,16 @@ class Connection(asyncio.Protocol):
                     sp = line.find(b" ")
                     entry = by_word.get(line if sp < 0 else line[:sp])
                     if entry is not None and (sp >= 0 or not entry[1]):
-                        op, _, handler = entry
+                        _, _, handler, at = entry
                     else:
                         op = which_command(line)
                         handler = self._handlers.get(op)
+                        at = _ARG_AT.get(op, 0)
                     if handler is None:
                         reply = UNKNOWN_COMMAND
                     else:
                         try:
-                            reply = handler(line, _ARG_AT[op])
+                            reply = handler(line, at)
                         except NotFound:
                             reply = NOT_FOUND
                         except Exception:
@@ -624,7 +646,7 @@ class Connection(asyncio.Protocol):
     # --- commands ---------------------------------------------------------------
 
     def _put(self, line: bytes, at: int) -> bytes | None:
-        parsed = parse_put(line)
+        parsed = _PUT_CACHE.get(line) or parse_put_cached(line)
         if parsed is None:
             return BAD_FORMAT
         pri, delay, ttr, size, clean = parsed
@@ -669,9 +691,13 @@ class Connection(asyncio.Protocol):
         return frame_job(b"FOUND", self.server.peek(r[0]))
 
     def _reserve_timeout(self, line: bytes, at: int) -> bytes | None:
-        timeout = parse_reserve_timeout(line, at)
-        if timeout is None:
-            return BAD_FORMAT
+        arg = line[at:]
+        if arg.isdigit() and len(arg) < 10:  # plain digits below 2**31: as they are
+            timeout = int(arg)
+        else:
+            timeout = parse_reserve_timeout(line, at)
+            if timeout is None:
+                return BAD_FORMAT
         return self._do_reserve(OP_RESERVE_TIMEOUT, None if timeout < 0 else timeout)
 
     def _reserve(self, line: bytes, at: int) -> bytes | None:

@@ -123,10 +123,9 @@ class Server:
         if not client.worker:
             client.worker = True
             self.stats.workers += 1
-        storage = self.storage
-        job = storage.find_ready(client)
+        job = self.storage.reserve_next(client)
         if job is not None:
-            return storage.reserve_ready(client, job)
+            return job
         if client.reserved and self.lock.deadline_soon(client, self.clock()):
             raise DeadlineSoon()
         if timeout == 0 or client.halfclosed:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from geanstalk.core import BURIED, DELAYED, READY, RESERVED, Job, JobHeap, JobTable, TubeHeap
 from geanstalk.errors import NotFound, NotIgnored
+from geanstalk.journal import NullJournal
 from geanstalk.tube import DEFAULT_TUBE, URGENT_THRESHOLD, Tube
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class StorageService:
 
     def __init__(self, journal: Journal, clock: Callable[[], float] = time.monotonic) -> None:
         self.journal = journal
+        # Without -b the journal's methods do nothing: the hot transitions
+        # skip the call altogether.
+        self.journaled = not isinstance(journal, NullJournal)
         self.clock = clock
         # Every live job by id; a C table costs a quarter of a dict of int keys.
         self.jobs = JobTable()
@@ -324,7 +328,8 @@ class StorageService:
             self._make_ready(job)
         self.total_jobs += 1
         t.total_jobs += 1
-        self.journal.put(job)
+        if self.journaled:
+            self.journal.put(job)
         if t.waiters and len(t.ready):
             self.lock.process_queue(t)  # type: ignore[union-attr]
 
@@ -344,6 +349,25 @@ class StorageService:
                 ):
                     best = j
         return best
+
+    def reserve_next(self, client: Client) -> Job | None:
+        """Reserve for client the job find_ready picks; None if there is none.
+
+        One tube watched is the common case and needs no comparison.
+        """
+        watch = client.watch
+        if len(watch) == 1:
+            t = watch[0]
+            if not len(t.ready) or (t.unpause_at and self.paused(t)):
+                return None
+            job = t.ready.peek()
+        else:
+            job = self.find_ready(client)
+            if job is None:
+                return None
+        self._unready(job)
+        self._reserve(client, job, self.clock())
+        return job
 
     def any_ready(self, client: Client) -> bool:
         """The reference's conn_ready: a watched tube has ready jobs, paused or not."""
@@ -392,8 +416,10 @@ class StorageService:
         t = job.tube
         t.cmd_delete += 1
         self.jobs.remove(job)
-        self.journal.delete(job)
-        self._maybe_drop(t)
+        if self.journaled:
+            self.journal.delete(job)
+        if not (t.using or t.watching):  # otherwise the tube stays, no need to ask
+            self._maybe_drop(t)
 
     def release(self, client: Client, jid: int, priority: int, delay: int) -> None:
         job = client.reserved.pop(jid, None)

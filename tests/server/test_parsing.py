@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from geanstalk.protocol import (
+    PUT_CACHE_MAX,
     parse_kick_bound,
     parse_put,
+    parse_put_cached,
     parse_reserve_timeout,
     read_uint,
     valid_name,
@@ -120,6 +122,15 @@ def test_valid_name(name: bytes, ok: bool) -> None:
 )
 def test_parse_put(line: bytes, expected: object) -> None:
     assert parse_put(line) == expected
+    assert parse_put_cached(line) == expected
+    assert parse_put_cached(line) == expected  # the remembered answer
+
+
+def test_put_cache_stays_bounded_and_right_past_its_size() -> None:
+    lines = [b"put %d 0 60 %d" % (i, i % 7) for i in range(3 * PUT_CACHE_MAX)]
+    lines += [b"put x %d" % i for i in range(10)]
+    for line in lines + lines[::-1]:
+        assert parse_put_cached(line) == parse_put(line)
 
 
 @pytest.mark.parametrize(
