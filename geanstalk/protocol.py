@@ -302,7 +302,6 @@ class Connection(asyncio.Protocol):
         self._need = 0  # bytes still to read (S_DATA) or to skip (S_SKIP)
         self._skip_reply = b""
         self._out: list[bytes] = []
-        self._outlen = 0
         self._held: deque[tuple[int, bytes]] = deque()
         self._eof = False
         self._closed = False
@@ -314,6 +313,7 @@ class Connection(asyncio.Protocol):
         self._gated = server.gated
         self._new_job = server.new_job
         self._put_job = server.store_job
+        self._reserve_next = server.reserve_next
         self.client = server.new_client(self._wake)
         self._handlers = {
             OP_PUT: self._put,
@@ -379,7 +379,6 @@ class Connection(asyncio.Protocol):
             self._buf = bytearray(buf) + data
         if self._state != S_WAIT:
             self._process()
-            self._flush()
         if self._read_paused or (self._state == S_WAIT and len(self._buf) > INPUT_HOLD_MAX):
             self._update_reading()
 
@@ -416,11 +415,12 @@ class Connection(asyncio.Protocol):
     # --- reading, batching, writing -------------------------------------------
 
     def _process(self) -> None:
-        """Run every complete command in the input buffer, collecting replies."""
+        """Run every complete command in the input buffer, then send the replies."""
         buf = self._buf
         n = len(buf)
         pos = 0
         out = self._out
+        outlen = 0  # bytes in out; out is empty between batches
         state = self._state
         by_word = self._by_word
         stats = self.stats
@@ -463,9 +463,10 @@ class Connection(asyncio.Protocol):
                 state = self._state
                 if reply is not None:
                     out.append(reply)
-                    self._outlen += len(reply)
+                    outlen += len(reply)
                 if state == S_COMMAND:
-                    if self._outlen >= FLUSH_AT:
+                    if outlen >= FLUSH_AT:
+                        outlen = 0
                         self._flush()
                         if self._closed:
                             return
@@ -494,7 +495,7 @@ class Connection(asyncio.Protocol):
                 pos = end
                 state = self._state = S_COMMAND
                 out.append(reply)
-                self._outlen += len(reply)
+                outlen += len(reply)
             elif state == S_SKIP:
                 take = min(n - pos, self._need)
                 pos += take
@@ -502,7 +503,7 @@ class Connection(asyncio.Protocol):
                 if self._need:
                     break
                 out.append(self._skip_reply)
-                self._outlen += len(self._skip_reply)
+                outlen += len(self._skip_reply)
                 state = self._state = S_COMMAND
             elif state == S_ENDLINE:
                 end = pos + LINE_MAX if n - pos > LINE_MAX else n
@@ -514,7 +515,7 @@ class Connection(asyncio.Protocol):
                     break
                 pos = cr + 2
                 out.append(BAD_FORMAT)
-                self._outlen += len(BAD_FORMAT)
+                outlen += len(BAD_FORMAT)
                 state = self._state = S_COMMAND
             else:
                 break
@@ -527,6 +528,16 @@ class Connection(asyncio.Protocol):
             self._buf = bytearray(buf[pos:])
         if self._eof and state != S_WAIT:
             self._finish_eof()
+        # The replies of the batch, as _flush sends them (inline: once per chunk).
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            if self._gated:
+                self._emit(data)
+            else:
+                self._write(data)
+        if self._close_when_flushed and not self._held and not self._closed:
+            self._closed_by_us()
 
     def _finish_eof(self) -> None:
         """The client sent EOF and nothing it sent is left to answer: close."""
@@ -541,7 +552,6 @@ class Connection(asyncio.Protocol):
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self._outlen = 0
             if self._gated:
                 self._emit(data)
             else:
@@ -628,7 +638,6 @@ class Connection(asyncio.Protocol):
         if self._closed or self._stopping or self._state in (S_WAIT, S_CLOSE):
             return
         self._process()
-        self._flush()
         self._update_reading()
 
     def _wake(self, job: Job | None, word: bytes) -> None:
@@ -707,16 +716,21 @@ class Connection(asyncio.Protocol):
 
     def _do_reserve(self, op: int, timeout: int | None) -> bytes | None:
         self._ops[op] += 1
-        try:
-            job = self.server.reserve(self.client, timeout)
-        except DeadlineSoon:
-            return DEADLINE_SOON
-        except NoJobReady:
-            return TIMED_OUT
+        client = self.client
+        # A job ready at once is the common case: reserve it straight away.
+        job = self._reserve_next(client) if client.worker else None
         if job is None:
-            self._state = S_WAIT
-            return None
-        return frame_job(b"RESERVED", job)
+            try:
+                job = self.server.reserve(client, timeout)
+            except DeadlineSoon:
+                return DEADLINE_SOON
+            except NoJobReady:
+                return TIMED_OUT
+            if job is None:
+                self._state = S_WAIT
+                return None
+        body = job.body
+        return b"RESERVED %d %d\r\n%b\r\n" % (job.id, len(body), body)
 
     def _reserve_job(self, line: bytes, at: int) -> bytes:
         r = read_uint(line, at, U64, True)

@@ -75,6 +75,9 @@ class Server:
         # store_job(job) once its body came; the caller checks drain mode.
         self.new_job = s.new_job
         self.store_job = s.put
+        # reserve_next(client): the job a reserve gets at once, reserved, or
+        # None; reserve() does the rest (first-reserve bookkeeping, waiting).
+        self.reserve_next = s.reserve_next
 
     # --- drain mode --------------------------------------------------------
 
