@@ -79,6 +79,7 @@ class Settings:
     servers: tuple[str, ...] = SERVERS
     patterns: tuple[str, ...] = ()
     tmp_dir: str | None = None
+    failures: list[str] = field(default_factory=list)
     log: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True)
     )
@@ -131,7 +132,7 @@ def fresh_server(kind: str, sc: Scenario | None, tmp_dir: str | None) -> Iterato
         server.start()
         # listening is not serving: geanstalk binds first and imports the rest
         # after, and a run must not time those imports as part of the load
-        wait_until_serving(server.address)
+        wait_until_serving(server.address, alive=lambda: server.proc.poll() is None)  # type: ignore[union-attr]
         yield server
     finally:
         server.stop()
@@ -187,7 +188,13 @@ def run_throughput(s: Settings) -> dict[str, dict[str, Row]]:
         runs: dict[str, list[RunResult]] = {k: [] for k in s.servers}
         for rep in range(s.repeat):
             for kind in s.servers:  # interleaved: A, B, A, B, ...
-                r = run_scenario_once(kind, sc, s)
+                try:
+                    r = run_scenario_once(kind, sc, s)
+                except Exception as exc:  # one failed run must not sink the others
+                    why = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+                    s.failures.append(f"{sc.name} {kind} rep {rep + 1}: {why[0][:200]}")
+                    s.log(f"{sc.name:28} {kind:10} rep {rep + 1}: FAILED {exc!r}")
+                    continue
                 runs[kind].append(r)
                 extra = f" exhausted={r.exhausted}" if r.exhausted else ""
                 if r.latencies_ns:
@@ -341,6 +348,9 @@ def render(
                 f"{fmt(gr.p99_ms, 3) if gr else '-'} | {fmt(br.p50_ms, 3) if br else '-'} | "
                 f"{fmt(br.p99_ms, 3) if br else '-'} |"
             )
+    if s.failures:
+        lines += ["", "Runs that failed (left out of the medians above):", ""]
+        lines += [f"- {f}" for f in s.failures]
     if memory:
         lines += ["", f"Memory, RSS per ready job of 100 B ({s.memory_jobs:,} jobs):", ""]
         lines += [f"- {k}: {v:,.0f} B/job" for k, v in memory.items()]
@@ -390,7 +400,9 @@ def targets(
     checks.append(("binlog-f0/c50/b100", r("binlog-f0/c50/b100"), 3.0))
     out = []
     for name, value, want in checks:
-        if value is not None:
+        if value is not None and value != value:
+            out.append(f"- {name}: not measured (its runs failed)")
+        elif value is not None:
             verdict = "met" if value >= want else "MISSED"
             out.append(f"- {name}: ratio {value:.2f}, target >= {want:.1f}x: {verdict}")
     if "geanstalk" in memory and "beanstalkd" in memory:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # The send timestamp rides in the body, so latency needs no shared state
@@ -260,15 +261,34 @@ def connect(address: tuple[str, int]) -> socket.socket:
     return s
 
 
-def wait_until_serving(address: tuple[str, int], timeout: float = 30.0) -> None:
-    """Return once the server answers a command, not merely accepts connections."""
+def wait_until_serving(
+    address: tuple[str, int], timeout: float = 30.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Return once the server answers a command, not merely accepts connections.
+
+    A connection refused or reset is retried until the timeout: a server
+    still starting up may drop the first connections it accepted.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = _ask(address, b"list-tube-used\r\n", timeout)
+            break
+        except (ConnectionError, TimeoutError):
+            if time.monotonic() > deadline or (alive is not None and not alive()):
+                raise
+            time.sleep(0.01)
+    if not reply.startswith(b"USING "):
+        raise ProtocolMismatch(f"expected USING, got {reply[:200]!r}")
+
+
+def _ask(address: tuple[str, int], command: bytes, timeout: float) -> bytes:
     with socket.create_connection(address, timeout=timeout) as s:
-        s.sendall(b"list-tube-used\r\n")
+        s.sendall(command)
         reply = b""
         while not reply.endswith(b"\r\n"):
             chunk = s.recv(256)
             if not chunk:
-                break
+                raise ConnectionResetError("closed before a reply")
             reply += chunk
-    if not reply.startswith(b"USING "):
-        raise ProtocolMismatch(f"expected USING, got {reply[:200]!r}")
+    return reply
