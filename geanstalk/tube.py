@@ -45,8 +45,10 @@ class Tube:
 
     def __init__(self, name: bytes) -> None:
         self.name = name
-        self.ready = JobHeap()
-        self.delay = JobHeap()
+        # Jobs are found by id in the storage's JobTable, never in a tube's
+        # heaps, so the heaps keep no id index (no upkeep on push and pop).
+        self.ready = JobHeap(indexed=False)
+        self.delay = JobHeap(indexed=False)
         self.buried: OrderedDict[int, Job] = OrderedDict()
         # Position in the server's tube list: list-tubes shows the reference's
         # order, which a swap-with-last removal produces.
