@@ -209,15 +209,15 @@ def _become(user: str) -> None:
     os.setuid(pw.pw_uid)
 
 
-def run(argv: list[str], prog: str) -> int:
+def run(argv: list[str], prog: str, command: str | None = None) -> int:
     try:
         opts = parse_args(argv)
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        print(USAGE.format(prog=prog), file=sys.stderr, end="")
+        print(USAGE.format(prog=command or prog), file=sys.stderr, end="")
         return EXIT_USAGE
     if opts.action == "help":
-        print(USAGE.format(prog=prog), file=sys.stderr, end="")
+        print(USAGE.format(prog=command or prog), file=sys.stderr, end="")
         return 0
     if opts.action == "version":
         from geanstalk.stats import VERSION
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] != "serve":
         print(f"geanstalk: unknown command: {args[0]}", file=sys.stderr)
         return EXIT_USAGE
-    return run(args[1:], "geanstalk")
+    return run(args[1:], "geanstalk", "geanstalk serve")
 
 
 def beanstalkd_main(argv: list[str] | None = None) -> int:

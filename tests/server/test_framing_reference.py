@@ -10,7 +10,8 @@ again byte by byte; geanstalk must answer exactly as the reference does.
 from __future__ import annotations
 
 import pytest
-from servers import BEANSTALKD, SKIP_NO_REFERENCE, running
+
+from tests.servers import BEANSTALKD, SKIP_NO_REFERENCE, running
 
 pytestmark = pytest.mark.skipif(BEANSTALKD is None, reason=SKIP_NO_REFERENCE)
 

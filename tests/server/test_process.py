@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from servers import free_port, geanstalk_command, recv_until, running, wait_for_port
 
 from geanstalk.stats import VERSION
+from tests.servers import free_port, geanstalk_command, recv_until, running, wait_for_port
 
 
 def cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

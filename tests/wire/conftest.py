@@ -8,20 +8,12 @@ never is.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from wire_runner import STEP_COUNTER
 
-# `pytest` (unlike `python -m pytest`) does not put the repository root on
-# sys.path; the wire tests import the shared harness as `tests.servers`.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.servers import (  # noqa: E402
+from tests.servers import (
     BEANSTALKD,
     SKIP_NO_REFERENCE,
     ServerProcess,
