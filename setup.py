@@ -26,13 +26,13 @@ class OptionalBuildExt(build_ext):
     def run(self):
         try:
             super().run()
-        except Exception as exc:  # noqa: BLE001 - any build failure falls back
+        except Exception as exc:
             print(f"geanstalk: compiled core not built ({exc}); using pure Python", file=sys.stderr)
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"geanstalk: {ext.name} not built ({exc}); using pure Python", file=sys.stderr)
 
 

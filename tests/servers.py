@@ -120,7 +120,9 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s") from None
+                raise TimeoutError(
+                    f"nothing listening on 127.0.0.1:{port} after {timeout}s"
+                ) from None
             time.sleep(0.005)
 
 
