@@ -533,16 +533,7 @@ class Connection(asyncio.Protocol):
             self._buf = bytearray(buf[pos:])
         if self._eof and state != S_WAIT:
             self._finish_eof()
-        # The replies of the batch, as _flush sends them (inline: once per chunk).
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            if self._gated:
-                self._emit(data)
-            else:
-                self._write(data)
-        if self._close_when_flushed and not self._held and not self._closed:
-            self._closed_by_us()
+        self._flush()
 
     def _finish_eof(self) -> None:
         """The client sent EOF and nothing it sent is left to answer: close."""

@@ -267,6 +267,16 @@ class StorageService:
         elif name in dt:
             dt.remove(name)
 
+    def _unwait(self, job: Job) -> None:
+        """Take a ready, delayed or buried job out of its tube's structure."""
+        state = job.state
+        if state == READY:
+            self._unready(job)
+        elif state == DELAYED:
+            self._undelay(job)
+        else:
+            self._unbury(job)
+
     def _unready(self, job: Job) -> None:
         t = job.tube
         t.ready.remove(job)
@@ -383,15 +393,9 @@ class StorageService:
         job = self.jobs.get(jid)
         if job is None:
             raise NotFound(jid)
-        state = job.state
-        if state == READY:
-            self._unready(job)
-        elif state == BURIED:
-            self._unbury(job)
-        elif state == DELAYED:
-            self._undelay(job)
-        else:
+        if job.state == RESERVED:
             raise NotFound(jid)
+        self._unwait(job)
         self._reserve(client, job, self.clock())
         return job
 
@@ -405,14 +409,8 @@ class StorageService:
                 raise NotFound(jid)
             del client.reserved[jid]
             self._unreserve(job)
-        elif state == READY:
-            self._unready(job)
-        elif state == BURIED:
-            self._unbury(job)
-        elif state == DELAYED:
-            self._undelay(job)
         else:
-            raise NotFound(jid)
+            self._unwait(job)
         t = job.tube
         t.cmd_delete += 1
         self.jobs.remove(job)
