@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import heapq
-import itertools
+import math
 import os
+import struct
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,6 +36,16 @@ from .errors import BinlogError
 # One compaction step copies at most this much before yielding to the loop.
 _STEP_RECORDS = 256
 _STEP_BYTES = 256 * 1024
+
+_JOB_FIELDS = fmt.JOB_FIELDS
+_JOB_FIXED = fmt.JOB_FIELDS.size
+_PREFIX_PACK = fmt.PREFIX.pack
+_PREFIX_SIZE = fmt.PREFIX_SIZE
+_MAX_TUBE = fmt.MAX_TUBE
+_NAN = math.nan
+_DELAYED = fmt.DELAYED
+_crc32 = zlib.crc32
+_length_crc = fmt.length_crc
 
 
 class _File:
@@ -56,6 +67,10 @@ def _tube_name(tube: Any) -> bytes:
     if not isinstance(name, bytes):
         raise TypeError(f"job.tube must be a tube or its name, not {type(tube).__name__}")
     return name
+
+
+def _seq_of(waiter: tuple[int, Callable[[], object]]) -> int:
+    return waiter[0]
 
 
 def _sync_files(closing: list[int], current: int | None, directory: int | None) -> None:
@@ -89,6 +104,7 @@ class Binlog:
         self._dir_fd = dir_fd
         self._recovered = False
         self._closed = False
+        self._blocked = True  # closed, or not recovered yet: one test on the hot path
 
         self._files: dict[int, _File] = {}  # oldest first
         self._cur: _File | None = None
@@ -99,13 +115,16 @@ class Binlog:
         self._max_id = 0
         self._order = 0
 
-        self._buf: list[bytes] = []
+        self._buf = bytearray()  # records not yet handed to the kernel
         self._seq = 0  # last appended record
         self._written = 0  # last record handed to the kernel
         self._synced = 0  # last record covered by an fsync (or written, with -F)
         self._durable = 0
-        self._waiters: list[tuple[int, int, Callable[[], object]]] = []
-        self._tiebreak = itertools.count()
+        # At most one per held connection, so a scan on release is cheap.
+        self._waiters: list[tuple[int, Callable[[], object]]] = []
+        self._waiters_max = 0  # highest seq waited for
+        self._waiters_sorted = True  # appended in seq order (the usual case)
+        self._off: float | None = None  # wall - monotonic, taken once per flush
 
         self._flush_handle: asyncio.Handle | None = None
         self._compact_handle: asyncio.Handle | None = None
@@ -205,37 +224,108 @@ class Binlog:
         else:
             self._new_file(found.last_number + 1, during_open=True)
         self._recovered = True
+        self._blocked = False
         self._maybe_compact()
         return jobs, self._max_id + 1
 
     # --- appending -----------------------------------------------------------------
 
     def put(self, job: Any) -> None:
-        self._check_open()
-        off = time.time() - time.monotonic()
+        """Journal a job's full image; the hot path of every put, so packed inline."""
+        if self._blocked:
+            self._check_open()
+        off = self._off
+        if off is None:
+            off = self._off = time.time() - time.monotonic()
+        job_id = job.id
+        tube = job.tube
+        name = tube if tube.__class__ is bytes else getattr(tube, "name", None)
+        if name.__class__ is not bytes:
+            name = _tube_name(tube)
+        body = job.body
+        order = self._order = self._order + 1
+        priority = job.priority
+        ttr = job.ttr
+        delay = job.delay
+        state = job.state
+        created_at = job.created_at + off
+        runnable_at = job.runnable_at
+        runnable_at = None if state != _DELAYED or runnable_at is None else runnable_at + off
+        counters = (job.reserves, job.timeouts, job.releases, job.buries, job.kicks)
+        tube_len = len(name)
+        if tube_len > _MAX_TUBE:
+            raise ValueError(f"tube name longer than {_MAX_TUBE} bytes")
+        try:
+            payload = (
+                _JOB_FIELDS.pack(
+                    fmt.JOB,
+                    job_id,
+                    order,
+                    priority,
+                    ttr,
+                    delay,
+                    state,
+                    created_at,
+                    _NAN if runnable_at is None else runnable_at,
+                    *counters,
+                    tube_len,
+                    len(body),
+                )
+                + name
+                + body
+            )
+        except struct.error:  # counters past 2**32 saturate: encode_job handles them
+            payload = None
         image = fmt.JobImage(
-            job.id,
-            self._next_order(),
-            job.priority,
-            job.ttr,
-            job.delay,
-            job.state,
-            job.created_at + off,
-            self._wall_runnable(job, off),
-            (job.reserves, job.timeouts, job.releases, job.buries, job.kicks),
-            _tube_name(job.tube),
-            job.body,
+            job_id,
+            order,
+            priority,
+            ttr,
+            delay,
+            state,
+            created_at,
+            runnable_at,
+            counters,
+            name,
+            body,
         )
-        record = fmt.encode_job(image)
-        seq, number = self._append(record)
-        self._max_id = max(self._max_id, job.id)
-        old = self._live.get(job.id)
+        if payload is None:
+            record = fmt.encode_job(image)
+            size = len(record)
+        else:
+            length = len(payload)
+            size = length + _PREFIX_SIZE
+            record = None
+        cur = self._cur
+        assert cur is not None
+        if cur.size + size > self._file_size and cur.size > fmt.HEADER_SIZE:
+            self._rotate()
+            cur = self._cur
+            assert cur is not None
+        buf = self._buf
+        if record is None:
+            buf += _PREFIX_PACK(length, _crc32(payload, _length_crc(length)))
+            buf += payload
+        else:
+            buf += record
+        cur.size += size
+        self._disk_bytes += size
+        seq = self._seq = self._seq + 1
+        self._records_written += 1
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        number = cur.number
+        if job_id > self._max_id:
+            self._max_id = job_id
+        live = self._live
+        old = live.get(job_id)
         if old is not None:
-            self._unanchor(job.id, old, seq)
-        image.file, image.job = number, job
-        self._live[job.id] = image
-        self._files[number].live.add(job.id)
-        self._live_bytes += len(record)
+            self._unanchor(job_id, old, seq)
+        image.file = number
+        image.job = job
+        live[job_id] = image
+        cur.live.add(job_id)
+        self._live_bytes += size
         job.file = number
 
     def update(self, job: Any) -> None:
@@ -244,7 +334,9 @@ class Binlog:
         if entry is None:
             self.put(job)
             return
-        off = time.time() - time.monotonic()
+        off = self._off
+        if off is None:
+            off = self._off = time.time() - time.monotonic()
         entry.set_state(
             self._next_order(),
             job.priority,
@@ -280,10 +372,12 @@ class Binlog:
         return None
 
     def _next_order(self) -> int:
+        # (put bumps self._order inline)
         self._order += 1
         return self._order
 
     def _check_open(self) -> None:
+        """Raises unless appends are allowed (the slow half of put's one-flag test)."""
         if self._closed:
             raise BinlogError("binlog is closed")
         if not self._recovered:
@@ -297,7 +391,7 @@ class Binlog:
             self._rotate()
             cur = self._cur
             assert cur is not None
-        self._buf.append(record)
+        self._buf += record
         cur.size += len(record)
         self._disk_bytes += len(record)
         self._seq += 1
@@ -324,7 +418,7 @@ class Binlog:
             if during_open:
                 raise BinlogError(f"cannot create binlog file {path}: {exc.strerror}") from exc
             self._fatal("create", path, exc)
-        self._buf.append(fmt.encode_header(self._max_id))
+        self._buf += fmt.encode_header(self._max_id)
         self._cur = self._files[number] = _File(number, fmt.HEADER_SIZE)
         self._disk_bytes += fmt.HEADER_SIZE
         self._dir_dirty = True
@@ -338,6 +432,7 @@ class Binlog:
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._off = None  # the next batch takes the clocks' offset afresh
         self._write_buffer()
         if self._fsync_ms != 0 and self._written > self._durable:
             self._set_durable(self._written)
@@ -349,10 +444,10 @@ class Binlog:
         self._maybe_compact()
 
     def _write_buffer(self) -> None:
-        if not self._buf:
+        data = self._buf
+        if not data:
             return
-        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
-        self._buf.clear()
+        self._buf = bytearray()
         view = memoryview(data)
         while view:
             try:
@@ -430,13 +525,31 @@ class Binlog:
         if seq <= self._durable:
             self._loop.call_soon(callback)
         else:
-            heapq.heappush(self._waiters, (seq, next(self._tiebreak), callback))
+            self._waiters.append((seq, callback))
+            if seq >= self._waiters_max:
+                self._waiters_max = seq
+            else:
+                self._waiters_sorted = False
 
     def _set_durable(self, seq: int) -> None:
         self._durable = seq
         waiters = self._waiters
-        while waiters and waiters[0][0] <= seq:
-            callback = heapq.heappop(waiters)[2]
+        if not waiters:
+            return
+        if self._waiters_max <= seq:  # the usual case: everyone is released
+            self._waiters = []
+            self._waiters_max = 0
+            due = waiters
+            if not self._waiters_sorted:
+                due.sort(key=_seq_of)
+                self._waiters_sorted = True
+        else:
+            due = [w for w in waiters if w[0] <= seq]
+            if not due:
+                return
+            self._waiters = [w for w in waiters if w[0] > seq]
+            due.sort(key=_seq_of)
+        for _, callback in due:
             try:
                 callback()
             except Exception as exc:
@@ -525,6 +638,7 @@ class Binlog:
         if self._closed:
             return
         self._closed = True
+        self._blocked = True
         for handle in (self._flush_handle, self._compact_handle, self._sync_timer):
             if handle is not None:
                 handle.cancel()

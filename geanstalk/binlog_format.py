@@ -41,6 +41,8 @@ _LEN = struct.Struct("<I")
 # type, id, order, priority, ttr, delay, state, created_at, runnable_at,
 # reserves, timeouts, releases, buries, kicks, tube length, body length
 _JOB = struct.Struct("<BQQIIIBdd5IBI")
+JOB_FIELDS = _JOB  # the writer's hot path packs job records itself (binlog.Binlog.put)
+PREFIX = _PREFIX
 # type, id, order, priority, ttr, delay, state, runnable_at, five counters
 _UPDATE = struct.Struct("<BQQIIIBd5I")
 # type, id
@@ -177,10 +179,26 @@ def _u32(value: int) -> int:
     return value if value <= _U32 else _U32
 
 
+# crc32 of a record's 4 length bytes, by length: the CRC chains on from it, so
+# the payload is checksummed in one call. Bounded: lengths follow body sizes.
+_LEN_CRC: dict[int, int] = {}
+_LEN_CRC_MAX = 4096
+
+
+def length_crc(length: int) -> int:
+    """The CRC state after a record's length bytes, for chaining over its payload."""
+    crc = _LEN_CRC.get(length)
+    if crc is None:
+        if len(_LEN_CRC) >= _LEN_CRC_MAX:
+            _LEN_CRC.clear()
+        crc = _LEN_CRC[length] = zlib.crc32(_LEN.pack(length))
+    return crc
+
+
 def _seal(payload: bytes) -> bytes:
     """Prefix a payload with its length and the CRC of both."""
     length = len(payload)
-    return _PREFIX.pack(length, zlib.crc32(payload, zlib.crc32(_LEN.pack(length)))) + payload
+    return _PREFIX.pack(length, zlib.crc32(payload, length_crc(length))) + payload
 
 
 def encode_header(max_id: int) -> bytes:
@@ -236,10 +254,7 @@ def encode_job(image: JobImage) -> bytes:
     except struct.error:
         fields[9:14] = map(_u32, fields[9:14])
         fixed = _JOB.pack(*fields)
-    tube, body = image.tube, image.body
-    length = _JOB.size + len(tube) + len(body)
-    crc = zlib.crc32(body, zlib.crc32(tube, zlib.crc32(fixed, zlib.crc32(_LEN.pack(length)))))
-    return b"".join((_PREFIX.pack(length, crc), fixed, tube, body))
+    return _seal(fixed + image.tube + image.body)
 
 
 def encode_update(image: JobImage) -> bytes:
