@@ -48,6 +48,11 @@ _crc32 = zlib.crc32
 _length_crc = fmt.length_crc
 
 
+# What put keeps of a job until something needs its JobImage: file number,
+# record size, the Job, then JobImage's fields from order to body.
+_Fresh = tuple[Any, ...]
+
+
 class _File:
     __slots__ = ("live", "number", "release_seq", "size")
 
@@ -109,7 +114,10 @@ class Binlog:
         self._files: dict[int, _File] = {}  # oldest first
         self._cur: _File | None = None
         self._fd = -1
-        self._live: dict[int, fmt.JobImage] = {}  # anchored in image.file
+        # Anchored in image.file. A job journaled by put and not changed since
+        # is kept as a _Fresh tuple (cheaper to make than a JobImage) and
+        # turned into its JobImage only when an update or a compaction needs one.
+        self._live: dict[int, fmt.JobImage | _Fresh] = {}
         self._live_bytes = 0
         self._disk_bytes = 0
         self._max_id = 0
@@ -276,21 +284,22 @@ class Binlog:
             )
         except struct.error:  # counters past 2**32 saturate: encode_job handles them
             payload = None
-        image = fmt.JobImage(
-            job_id,
-            order,
-            priority,
-            ttr,
-            delay,
-            state,
-            created_at,
-            runnable_at,
-            counters,
-            name,
-            body,
-        )
         if payload is None:
-            record = fmt.encode_job(image)
+            record = fmt.encode_job(
+                fmt.JobImage(
+                    job_id,
+                    order,
+                    priority,
+                    ttr,
+                    delay,
+                    state,
+                    created_at,
+                    runnable_at,
+                    counters,
+                    name,
+                    body,
+                )
+            )
             size = len(record)
         else:
             length = len(payload)
@@ -321,9 +330,21 @@ class Binlog:
         old = live.get(job_id)
         if old is not None:
             self._unanchor(job_id, old, seq)
-        image.file = number
-        image.job = job
-        live[job_id] = image
+        live[job_id] = (
+            number,
+            size,
+            job,
+            order,
+            priority,
+            ttr,
+            delay,
+            state,
+            created_at,
+            runnable_at,
+            counters,
+            name,
+            body,
+        )
         cur.live.add(job_id)
         self._live_bytes += size
         job.file = number
@@ -334,6 +355,8 @@ class Binlog:
         if entry is None:
             self.put(job)
             return
+        if entry.__class__ is tuple:
+            entry = self._image(job.id)
         off = self._off
         if off is None:
             off = self._off = time.time() - time.monotonic()
@@ -358,12 +381,29 @@ class Binlog:
         seq, _ = self._append(fmt.encode_delete(job_id))
         self._unanchor(job_id, entry, seq)
 
-    def _unanchor(self, job_id: int, entry: fmt.JobImage, seq: int) -> None:
+    def _unanchor(self, job_id: int, entry: fmt.JobImage | _Fresh, seq: int) -> None:
         """The job no longer needs its file once the record at seq is synced."""
-        old = self._files[entry.file]
+        if entry.__class__ is tuple:
+            number, size = entry[0], entry[1]  # type: ignore[index]
+        else:
+            number, size = entry.file, entry.job_record_size()  # type: ignore[union-attr]
+        old = self._files[number]
         old.live.discard(job_id)
-        old.release_seq = max(old.release_seq, seq)
-        self._live_bytes -= entry.job_record_size()
+        if seq > old.release_seq:
+            old.release_seq = seq
+        self._live_bytes -= size
+
+    def _image(self, job_id: int) -> fmt.JobImage:
+        """The live job's JobImage, made from its _Fresh tuple if it has one."""
+        entry = self._live[job_id]
+        if entry.__class__ is not tuple:
+            return entry  # type: ignore[return-value]
+        number, _, job, *fields, counters, name, body = entry  # type: ignore[misc]
+        image = fmt.JobImage(job_id, *fields, counters, name, body)
+        image.file = number
+        image.job = job
+        self._live[job_id] = image
+        return image
 
     @staticmethod
     def _wall_runnable(job: Any, off: float) -> float | None:
@@ -608,7 +648,7 @@ class Binlog:
         records = moved = 0
         while target.live and records < _STEP_RECORDS and moved < _STEP_BYTES:
             job_id = target.live.pop()
-            entry = self._live[job_id]
+            entry = self._image(job_id)
             record = fmt.encode_job(entry)
             seq, number = self._append(record)
             self._files[number].live.add(job_id)
