@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import math
 import os
 import struct
@@ -53,13 +54,20 @@ _length_crc = fmt.length_crc
 _Fresh = tuple[Any, ...]
 
 
+# Counters of a job nobody has reserved, released, buried or kicked yet: one
+# shared tuple instead of a new one per put.
+_ZERO_COUNTERS = (0, 0, 0, 0, 0)
+
+
 class _File:
     __slots__ = ("live", "number", "release_seq", "size")
 
     def __init__(self, number: int, size: int) -> None:
         self.number = number
         self.size = size
-        self.live: set[int] = set()  # ids of live jobs whose job record is here
+        # How many live jobs have their job record here; which ones is found in
+        # Binlog._live, whose order follows the files (see Binlog.__init__).
+        self.live = 0
         self.release_seq = 0  # the file may go once records up to this are synced
 
 
@@ -117,6 +125,10 @@ class Binlog:
         # Anchored in image.file. A job journaled by put and not changed since
         # is kept as a _Fresh tuple (cheaper to make than a JobImage) and
         # turned into its JobImage only when an update or a compaction needs one.
+        # A job is (re)inserted at the end whenever it is anchored anew (put,
+        # compaction copy, recovery in file order), and anchors only ever go to
+        # the current file, so the dict's order follows the anchor files: the
+        # oldest file's live jobs are always its first entries.
         self._live: dict[int, fmt.JobImage | _Fresh] = {}
         self._live_bytes = 0
         self._disk_bytes = 0
@@ -200,8 +212,8 @@ class Binlog:
         self._max_id = found.max_id
         self._order = found.max_order
         states = {fmt.READY: READY, fmt.DELAYED: DELAYED, fmt.RESERVED: READY, fmt.BURIED: BURIED}
-        jobs = []
-        for image, number in sorted(found.live.values(), key=lambda e: e[0].order):
+        listed = []
+        for image, number in sorted(found.live.values(), key=lambda e: (e[1], e[0].order)):
             state = states[image.state]
             job = Job(
                 image.id,
@@ -219,9 +231,11 @@ class Binlog:
             size = image.job_record_size()
             image.file, image.job = number, job
             self._live[image.id] = image
-            self._files[number].live.add(image.id)
+            self._files[number].live += 1
             self._live_bytes += size
-            jobs.append(job)
+            listed.append(job)
+        # The server takes buried jobs back in journal order.
+        jobs = sorted(listed, key=lambda j: self._live[j.id].order)  # type: ignore[union-attr]
         if self._files:
             self._cur = self._files[max(self._files)]
             path = self._path(self._cur.number)
@@ -260,6 +274,8 @@ class Binlog:
         runnable_at = job.runnable_at
         runnable_at = None if state != _DELAYED or runnable_at is None else runnable_at + off
         counters = (job.reserves, job.timeouts, job.releases, job.buries, job.kicks)
+        if counters == _ZERO_COUNTERS:
+            counters = _ZERO_COUNTERS
         tube_len = len(name)
         if tube_len > _MAX_TUBE:
             raise ValueError(f"tube name longer than {_MAX_TUBE} bytes")
@@ -330,6 +346,7 @@ class Binlog:
         old = live.get(job_id)
         if old is not None:
             self._unanchor(job_id, old, seq)
+            del live[job_id]  # to the end, with the other jobs anchored in the current file
         live[job_id] = (
             number,
             size,
@@ -345,7 +362,7 @@ class Binlog:
             name,
             body,
         )
-        cur.live.add(job_id)
+        cur.live += 1
         self._live_bytes += size
         job.file = number
 
@@ -388,7 +405,7 @@ class Binlog:
         else:
             number, size = entry.file, entry.job_record_size()  # type: ignore[union-attr]
         old = self._files[number]
-        old.live.discard(job_id)
+        old.live -= 1
         if seq > old.release_seq:
             old.release_seq = seq
         self._live_bytes -= size
@@ -645,20 +662,27 @@ class Binlog:
         target = self._compaction_target()
         if target is None or self._closed:
             return
-        records = moved = 0
-        while target.live and records < _STEP_RECORDS and moved < _STEP_BYTES:
-            job_id = target.live.pop()
+        moved = 0
+        live = self._live
+        # The target's live jobs are the first entries of _live (see __init__).
+        for job_id in list(itertools.islice(live, min(_STEP_RECORDS, target.live))):
+            if moved >= _STEP_BYTES:
+                break
             entry = self._image(job_id)
+            if entry.file != target.number:
+                raise AssertionError("binlog: live jobs out of file order")
             record = fmt.encode_job(entry)
             seq, number = self._append(record)
-            self._files[number].live.add(job_id)
+            del live[job_id]
+            live[job_id] = entry
+            target.live -= 1
+            self._files[number].live += 1
             entry.file = number
             target.release_seq = max(target.release_seq, seq)
             if entry.job is not None:
                 with contextlib.suppress(Exception):
                     entry.job.file = number
             self._records_migrated += 1
-            records += 1
             moved += len(record)
         self._maybe_compact()
 
