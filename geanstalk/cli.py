@@ -246,6 +246,9 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
         signal.signal(sig, lambda signum, frame: early.append(signum))
 
     if opts.user:
+        # After the drop the new user may not be able to read the installation
+        # (a Python under root's home, say): load the server's code first.
+        _preload(opts)
         try:
             _become(opts.user)
         except (UsageError, OSError) as exc:
@@ -253,6 +256,19 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             return 34
 
     return _run_server(sock, opts, prog, early)
+
+
+def _preload(opts: Options) -> None:
+    """Import every module serving needs, while the process can still read them all."""
+    import importlib
+    import importlib.util
+
+    names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.server", "geanstalk.protocol"]
+    names.append("geanstalk.journal" if opts.binlog_dir is None else "geanstalk.binlog")
+    for name in names:
+        importlib.import_module(name)
+    if opts.uvloop and importlib.util.find_spec("uvloop") is not None:
+        importlib.import_module("uvloop")
 
 
 def _run_server(sock: socket.socket, opts: Options, prog: str, early: list[int]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -252,3 +253,40 @@ def test_binlog_size_flag_shows_in_stats_without_a_binlog() -> None:
         s = server.connect()
         s.sendall(b"stats\r\n")
         assert b"\nbinlog-max-size: 123456\n" in recv_until(s)
+
+
+def _uid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError("no Uid line")
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="-u needs root to switch users"
+)
+def test_user_flag_drops_privileges_and_still_serves_with_a_binlog() -> None:
+    """-u switches user after binding; the server's code was loaded before the
+    switch, so it serves even where that user cannot read the Python install."""
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+    # pytest's tmp_path sits under directories only root may enter.
+    binlog = tempfile.mkdtemp(prefix="geanstalk-u-")
+    try:
+        os.chown(binlog, nobody.pw_uid, nobody.pw_gid)
+        with running("geanstalk", "-u", "nobody", "-b", binlog) as server:
+            with server.connect() as s:
+                s.sendall(b"put 0 0 10 2\r\nhi\r\nstats-job 1\r\n")
+                reply = recv_until(s, 2)
+            assert reply.startswith(b"INSERTED 1\r\nOK ")
+            assert b"\nstate: ready\n" in reply
+            assert _uid_of(server.pid) == nobody.pw_uid
+            assert server.stop() == 0
+        assert any(name.startswith("binlog.") for name in os.listdir(binlog))
+    finally:
+        shutil.rmtree(binlog, ignore_errors=True)
