@@ -22,7 +22,6 @@ import fcntl
 import itertools
 import math
 import os
-import struct
 import sys
 import time
 import zlib
@@ -279,48 +278,28 @@ class Binlog:
         tube_len = len(name)
         if tube_len > _MAX_TUBE:
             raise ValueError(f"tube name longer than {_MAX_TUBE} bytes")
-        try:
-            payload = (
-                _JOB_FIELDS.pack(
-                    fmt.JOB,
-                    job_id,
-                    order,
-                    priority,
-                    ttr,
-                    delay,
-                    state,
-                    created_at,
-                    _NAN if runnable_at is None else runnable_at,
-                    *counters,
-                    tube_len,
-                    len(body),
-                )
-                + name
-                + body
+        # Every field is range-checked by the Job's setters (and the tube name
+        # above), so this pack cannot fail.
+        payload = (
+            _JOB_FIELDS.pack(
+                fmt.JOB,
+                job_id,
+                order,
+                priority,
+                ttr,
+                delay,
+                state,
+                created_at,
+                _NAN if runnable_at is None else runnable_at,
+                *counters,
+                tube_len,
+                len(body),
             )
-        except struct.error:  # counters past 2**32 saturate: encode_job handles them
-            payload = None
-        if payload is None:
-            record = fmt.encode_job(
-                fmt.JobImage(
-                    job_id,
-                    order,
-                    priority,
-                    ttr,
-                    delay,
-                    state,
-                    created_at,
-                    runnable_at,
-                    counters,
-                    name,
-                    body,
-                )
-            )
-            size = len(record)
-        else:
-            length = len(payload)
-            size = length + _PREFIX_SIZE
-            record = None
+            + name
+            + body
+        )
+        length = len(payload)
+        size = length + _PREFIX_SIZE
         cur = self._cur
         assert cur is not None
         if cur.size + size > self._file_size and cur.size > fmt.HEADER_SIZE:
@@ -328,11 +307,8 @@ class Binlog:
             cur = self._cur
             assert cur is not None
         buf = self._buf
-        if record is None:
-            buf += _PREFIX_PACK(length, _crc32(payload, _length_crc(length)))
-            buf += payload
-        else:
-            buf += record
+        buf += _PREFIX_PACK(length, _crc32(payload, _length_crc(length)))
+        buf += payload
         cur.size += size
         self._disk_bytes += size
         seq = self._seq = self._seq + 1
