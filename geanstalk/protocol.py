@@ -315,7 +315,6 @@ class Connection(asyncio.Protocol):
         self._read_paused = False
         self._resume_pending = False
         self._stopping = False
-        self._gated = server.gated
         self._new_job = server.new_job
         self._put_job = server.store_job
         self._reserve_next = server.reserve_next
@@ -347,11 +346,17 @@ class Connection(asyncio.Protocol):
             OP_QUIT: self._quit,
             OP_PAUSE_TUBE: self._pause_tube,
         }
-        # Fast path: first word straight to the handler.
-        self._by_word = {
-            word: (op, needs_space, self._handlers[op], _ARG_AT[op])
+        # Fast path: first word straight to (handler, where its argument
+        # starts), for a line with a space after the word and for a line
+        # that is the word alone; anything else goes by prefix.
+        self._spaced = {word: (self._handlers[op], _ARG_AT[op]) for word, (op, _) in _WORDS.items()}
+        self._bare = {
+            word: (self._handlers[op], _ARG_AT[op])
             for word, (op, needs_space) in _WORDS.items()
+            if not needs_space
         }
+        # Replies go out at once, or wait for the log to make them durable (-b).
+        self._send = self._emit if server.gated else self._write
 
     # --- asyncio.Protocol ---------------------------------------------------
 
@@ -371,20 +376,37 @@ class Connection(asyncio.Protocol):
         self.server.disconnected(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._closed or self._stopping or self._state == S_CLOSE:
+        if self._state >= S_WAIT or self._stopping:
+            self._hold(data)
             return
-        # Pending input is b"" or a bytearray; a fresh chunk is parsed as it
-        # came (no copy) and only a leftover is kept.
-        buf = self._buf
-        if not buf:
+        # A fresh chunk is parsed as it came (no copy); only a leftover is kept.
+        if self._buf:
+            self._append(data)
+        else:
             self._buf = data
-        elif type(buf) is bytearray:
+        self._process()
+        if self._read_paused or self._state == S_WAIT:
+            self._update_reading()
+
+    def _append(self, data: bytes) -> None:
+        """Pending input is b"", a bytearray, or a chunk kept whole while a
+        reserve blocked (bytes): the first two grow in place."""
+        buf = self._buf
+        if type(buf) is bytearray:
             buf += data
-        else:  # a chunk kept whole while a reserve blocks
+        else:
             self._buf = bytearray(buf) + data
-        if self._state != S_WAIT:
-            self._process()
-        if self._read_paused or (self._state == S_WAIT and len(self._buf) > INPUT_HOLD_MAX):
+
+    def _hold(self, data: bytes) -> None:
+        """Input behind a blocked reserve waits (reading pauses past
+        INPUT_HOLD_MAX); after a close, quit or stop it is dropped."""
+        if self._state != S_WAIT or self._stopping:
+            return
+        if self._buf:
+            self._append(data)
+        else:
+            self._buf = data
+        if len(self._buf) > INPUT_HOLD_MAX:
             self._update_reading()
 
     def eof_received(self) -> bool:
@@ -427,8 +449,6 @@ class Connection(asyncio.Protocol):
         out = self._out
         outlen = 0  # bytes in out; out is empty between batches
         state = self._state
-        by_word = self._by_word
-        stats = self.stats
         whole = type(buf) is bytes  # slices of bytes are bytes already
         while pos < n:
             if state == S_COMMAND:
@@ -444,53 +464,46 @@ class Connection(asyncio.Protocol):
                 pos = cr + 2
                 # The command, dispatched here rather than in a method of its
                 # own: one call less per command on the hottest path.
-                if b"\x00" in line:
+                if 0 in line:  # a NUL byte (an int operand: no bytes-to-int attempt)
                     reply = BAD_FORMAT
                 else:
                     sp = line.find(b" ")
-                    entry = by_word.get(line if sp < 0 else line[:sp])
-                    if entry is not None and (sp >= 0 or not entry[1]):
-                        _, _, handler, at = entry
+                    entry = self._bare.get(line) if sp < 0 else self._spaced.get(line[:sp])
+                    if entry is None:
+                        handler, at = self._by_prefix(line)
                     else:
-                        op = which_command(line)
-                        handler = self._handlers.get(op)
-                        at = _ARG_AT.get(op, 0)
-                    if handler is None:
-                        reply = UNKNOWN_COMMAND
-                    else:
-                        try:
-                            reply = handler(line, at)
-                        except NotFound:
-                            reply = NOT_FOUND
-                        except Exception:
-                            log.exception("%s: command %r failed", self.peer, line[:40])
-                            reply = INTERNAL_ERROR
-                state = self._state
+                        handler, at = entry
+                    try:
+                        reply = handler(line, at)
+                    except NotFound:
+                        reply = NOT_FOUND
+                    except Exception:
+                        log.exception("%s: command %r failed", self.peer, line[:40])
+                        reply = INTERNAL_ERROR
+                # A handler that returns a reply leaves the state as it was.
                 if reply is not None:
                     out.append(reply)
                     outlen += len(reply)
-                if state == S_COMMAND:
                     if outlen >= FLUSH_AT:
                         outlen = 0
                         self._flush()
                         if self._closed:
                             return
                     continue
-                if state in (S_WAIT, S_CLOSE):
+                state = self._state
+                if state >= S_WAIT:  # S_WAIT or S_CLOSE
                     break
             elif state == S_DATA:
-                need = self._need
-                if n - pos < need:
+                end = pos + self._need
+                if end > n:
                     break
                 job = self._job
-                self._job = None
-                end = pos + need
                 if buf[end - 2] != 13 or buf[end - 1] != 10:
                     reply = EXPECTED_CRLF
-                elif stats.draining:
+                elif self.stats.draining:
                     reply = DRAINING
                 else:
-                    job.body = bytes(buf[pos : end - 2])  # type: ignore[union-attr]
+                    job.body = buf[pos : end - 2] if whole else bytes(buf[pos : end - 2])  # type: ignore[union-attr]
                     try:
                         self._put_job(job)
                         reply = b"INSERTED %d\r\n" % job.id  # type: ignore[union-attr]
@@ -533,7 +546,24 @@ class Connection(asyncio.Protocol):
             self._buf = bytearray(buf[pos:])
         if self._eof and state != S_WAIT:
             self._finish_eof()
-        self._flush()
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._send(data)
+        if self._close_when_flushed:
+            self._flush()
+
+    def _by_prefix(self, line: bytes) -> tuple[Any, int]:
+        """The handler for a line whose first word is not a command as it
+        stands (the reference also takes prefixes, e.g. "reservex")."""
+        op = which_command(line)
+        handler = self._handlers.get(op)
+        if handler is None:
+            return self._unknown, 0
+        return handler, _ARG_AT[op]
+
+    def _unknown(self, line: bytes, at: int) -> bytes:
+        return UNKNOWN_COMMAND
 
     def _finish_eof(self) -> None:
         """The client sent EOF and nothing it sent is left to answer: close."""
@@ -548,10 +578,7 @@ class Connection(asyncio.Protocol):
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            if self._gated:
-                self._emit(data)
-            else:
-                self._write(data)
+            self._send(data)
         if self._close_when_flushed and not self._held and not self._closed:
             self._closed_by_us()
 
@@ -561,10 +588,7 @@ class Connection(asyncio.Protocol):
             t.close()
 
     def _emit(self, data: bytes) -> None:
-        """Write, unless a log record this reply depends on is not durable yet."""
-        if not self._gated:
-            self._write(data)
-            return
+        """With -b: write, unless a log record this reply depends on is not durable yet."""
         journal = self.server.journal
         seq = journal.pending()
         if self._held:
@@ -642,7 +666,7 @@ class Connection(asyncio.Protocol):
             return
         reply = frame_job(word, job) if job is not None else word + b"\r\n"
         self._state = S_COMMAND
-        self._emit(reply)
+        self._send(reply)
         if self._buf or self._eof:
             self._schedule_resume()
         else:

@@ -311,9 +311,13 @@ class StorageService:
         job.reserver = client
         deadline = now + job.ttr
         job.runnable_at = deadline
-        self.ttr.push(job)
+        ttr = self.ttr
+        ttr.push(job)
         client.reserved[job.id] = job
-        self.schedule(deadline)
+        # The timer is never armed later than the TTR heap's first deadline,
+        # so only a new first deadline can need it sooner.
+        if ttr.peek() is job:
+            self.schedule(deadline)
 
     def _kick_waiters(self, t: Tube) -> None:
         if t.waiters and len(t.ready):
@@ -330,14 +334,20 @@ class StorageService:
         return job
 
     def put(self, job: Job) -> None:
+        """Store a job made by new_job(), which is ready, with no runnable_at
+        and no reserver, as _make_ready() would leave it."""
         t = job.tube
         self.jobs.add(job)
+        self.total_jobs += 1
+        t.total_jobs += 1
         if job.delay:
             self._make_delayed(job, job.delay, self.clock())
         else:
-            self._make_ready(job)
-        self.total_jobs += 1
-        t.total_jobs += 1
+            t.ready.push(job)
+            self.ready_ct += 1
+            if job.priority < URGENT_THRESHOLD:
+                self.urgent_ct += 1
+                t.urgent += 1
         if self.journaled:
             self.journal.put(job)
         if t.waiters and len(t.ready):
@@ -363,19 +373,24 @@ class StorageService:
     def reserve_next(self, client: Client) -> Job | None:
         """Reserve for client the job find_ready picks; None if there is none.
 
-        One tube watched is the common case and needs no comparison.
+        One tube watched is the common case: its top job, taken off directly.
         """
         watch = client.watch
         if len(watch) == 1:
             t = watch[0]
-            if not len(t.ready) or (t.unpause_at and self.paused(t)):
+            ready = t.ready
+            if not len(ready) or (t.unpause_at and self.paused(t)):
                 return None
-            job = t.ready.peek()
+            job = ready.pop()
+            self.ready_ct -= 1
+            if job.priority < URGENT_THRESHOLD:
+                self.urgent_ct -= 1
+                t.urgent -= 1
         else:
             job = self.find_ready(client)
             if job is None:
                 return None
-        self._unready(job)
+            self._unready(job)
         self._reserve(client, job, self.clock())
         return job
 
@@ -400,18 +415,19 @@ class StorageService:
         return job
 
     def delete(self, client: Client, jid: int) -> None:
-        job = self.jobs.get(jid)
-        if job is None:
-            raise NotFound(jid)
-        state = job.state
-        if state == RESERVED:
-            if job.reserver is not client:
-                raise NotFound(jid)
-            del client.reserved[jid]
-            self._unreserve(job)
+        job = client.reserved.pop(jid, None)
+        if job is not None:  # reserved by this client: _unreserve(), inline
+            self.ttr.remove(job)
+            self.reserved_ct -= 1
+            t = job.tube
+            t.reserved -= 1
+            job.reserver = None
         else:
+            job = self.jobs.get(jid)
+            if job is None or job.state == RESERVED:  # missing, or another's
+                raise NotFound(jid)
             self._unwait(job)
-        t = job.tube
+            t = job.tube
         t.cmd_delete += 1
         self.jobs.remove(job)
         if self.journaled:
