@@ -316,6 +316,7 @@ class Connection(asyncio.Protocol):
         self._resume_pending = False
         self._stopping = False
         self._new_job = server.new_job
+        self._max_job_size = server.max_job_size
         self._put_job = server.store_job
         self._reserve_next = server.reserve_next
         self.client = server.new_client(self._wake)
@@ -375,19 +376,6 @@ class Connection(asyncio.Protocol):
         self._state = S_CLOSE
         self.server.disconnected(self)
 
-    def data_received(self, data: bytes) -> None:
-        if self._state >= S_WAIT or self._stopping:
-            self._hold(data)
-            return
-        # A fresh chunk is parsed as it came (no copy); only a leftover is kept.
-        if self._buf:
-            self._append(data)
-        else:
-            self._buf = data
-        self._process()
-        if self._read_paused or self._state == S_WAIT:
-            self._update_reading()
-
     def _append(self, data: bytes) -> None:
         """Pending input is b"", a bytearray, or a chunk kept whole while a
         reserve blocked (bytes): the first two grow in place."""
@@ -441,9 +429,21 @@ class Connection(asyncio.Protocol):
 
     # --- reading, batching, writing -------------------------------------------
 
-    def _process(self) -> None:
-        """Run every complete command in the input buffer, then send the replies."""
+    def data_received(self, data: bytes) -> None:
+        """Run every complete command in the input, then send the replies.
+
+        _resume() calls this with b"" to go on with input that waited.
+        """
+        if self._state >= S_WAIT or self._stopping:
+            self._hold(data)
+            return
+        # A fresh chunk is parsed as it came (no copy); only a leftover is kept.
         buf = self._buf
+        if not buf:
+            buf = self._buf = data
+        elif data:
+            self._append(data)
+            buf = self._buf
         n = len(buf)
         pos = 0
         out = self._out
@@ -547,11 +547,13 @@ class Connection(asyncio.Protocol):
         if self._eof and state != S_WAIT:
             self._finish_eof()
         if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
+            reply = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self._send(data)
+            self._send(reply)
         if self._close_when_flushed:
             self._flush()
+        if self._read_paused or state == S_WAIT:
+            self._update_reading()
 
     def _by_prefix(self, line: bytes) -> tuple[Any, int]:
         """The handler for a line whose first word is not a command as it
@@ -657,7 +659,7 @@ class Connection(asyncio.Protocol):
         self._resume_pending = False
         if self._closed or self._stopping or self._state in (S_WAIT, S_CLOSE):
             return
-        self._process()
+        self.data_received(b"")
         self._update_reading()
 
     def _wake(self, job: Job | None, word: bytes) -> None:
@@ -680,7 +682,7 @@ class Connection(asyncio.Protocol):
             return BAD_FORMAT
         pri, delay, ttr, size, clean = parsed
         self._ops[OP_PUT] += 1
-        if size > self.server.max_job_size:
+        if size > self._max_job_size:
             self._need = size + 2
             self._skip_reply = JOB_TOO_BIG
             self._state = S_SKIP
