@@ -439,13 +439,26 @@ class Connection(asyncio.Protocol):
             return
         # A fresh chunk is parsed as it came (no copy); only a leftover is kept.
         buf = self._buf
+        pos = 0
         if not buf:
             buf = self._buf = data
-        elif data:
+        elif not data:
+            pass
+        elif self._state == S_DATA and len(buf) + len(data) > self._need:
+            # A body split across reads, with more input after it (big
+            # pipelined puts split this way at nearly every read): finish the
+            # put from the head of this chunk, then parse the chunk where it
+            # lies rather than copy all of it behind the leftover.
+            pos = self._need - len(buf)
+            self._buf = bytes(buf) + data[:pos]
+            self.data_received(b"")
+            if self._state != S_COMMAND:  # disconnected while replying
+                return
+            buf = self._buf = data
+        else:
             self._append(data)
             buf = self._buf
         n = len(buf)
-        pos = 0
         out = self._out
         outlen = 0  # bytes in out; out is empty between batches
         state = self._state

@@ -93,3 +93,27 @@ def test_every_byte_split_of_a_session_gives_the_same_replies() -> None:
     whole = run(session, [])
     assert whole[0].startswith(b"INSERTED 1\r\n")
     assert run(session, list(range(len(session)))) == whole
+
+
+def test_every_two_piece_split_of_a_session_gives_the_same_replies() -> None:
+    """One cut anywhere: a body finished by a read that carries more commands
+    is completed from the head of that read and the rest parsed in place."""
+    session = b"".join(FRAGMENTS[:-1])
+    whole = run(session, [])
+    for cut in range(len(session)):
+        assert run(session, [cut]) == whole, cut
+
+
+def test_big_bodies_split_anywhere_give_the_same_replies() -> None:
+    big = b"y" * 5000
+    session = (
+        b"put 0 0 60 5000\r\n" + big + b"\r\n"
+        b"put 0 0 60 5000\r\n" + big + b"XX"  # EXPECTED_CRLF, then the rest parses on
+        b"put 0 0 60 4\r\nabcd\r\n"
+        b"reserve-with-timeout 0\r\ndelete 1\r\nreserve-with-timeout 0\r\n"
+    )
+    whole = run(session, [])
+    assert whole[0].count(b"INSERTED") == 2 and b"EXPECTED_CRLF" in whole[0]
+    for cut in [*range(0, len(session), 61), *range(5015, 5025), *range(10030, 10045)]:
+        assert run(session, [cut]) == whole, cut
+        assert run(session, [cut, cut + 4999]) == whole, cut
