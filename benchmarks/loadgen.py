@@ -250,11 +250,14 @@ def measure_startup(s: Settings) -> dict[str, tuple[float, float]]:
     return out
 
 
-def measure_memory(s: Settings) -> dict[str, float]:
-    """Bytes of RSS per ready job of 100 B after filling with memory_jobs jobs."""
+def measure_memory(s: Settings, binlog: bool = False) -> dict[str, float]:
+    """Bytes of RSS per ready job of 100 B after filling with memory_jobs jobs
+    (with binlog: both servers run with -b and their default fsync policy)."""
+    sc = Scenario("memory-binlog", Load("put", 1, 100), binlog=True) if binlog else None
+    label = "memory-b" if binlog else "memory"
     out = {}
     for kind in s.servers:
-        with fresh_server(kind, None, s.tmp_dir) as server:
+        with fresh_server(kind, sc, s.tmp_dir) as server:
             before = procfs.rss_bytes(server.pid)
             t0 = time.monotonic()
             filled = fill(server.address, s.memory_jobs, 100, procs=s.procs or 2)
@@ -263,7 +266,7 @@ def measure_memory(s: Settings) -> dict[str, float]:
             after = procfs.rss_bytes(server.pid)
         out[kind] = (after - before) / filled
         s.log(
-            f"memory  {kind:10} {filled} jobs in {took:.1f} s: RSS {before >> 20} -> "
+            f"{label:8} {kind:10} {filled} jobs in {took:.1f} s: RSS {before >> 20} -> "
             f"{after >> 20} MiB = {out[kind]:.0f} B/job"
         )
     return out
@@ -273,6 +276,7 @@ def as_json(
     table: dict[str, dict[str, Row]],
     startup: dict[str, tuple[float, float]],
     memory: dict[str, float],
+    memory_binlog: dict[str, float] | None = None,
 ) -> dict[str, object]:
     """Medians and the runs behind them, for tools that build their own tables."""
 
@@ -298,6 +302,7 @@ def as_json(
         },
         "startup_ms": {k: {"accept": v[0], "first_reply": v[1]} for k, v in startup.items()},
         "rss_bytes_per_job": memory,
+        "rss_bytes_per_job_binlog": memory_binlog or {},
     }
 
 
@@ -314,6 +319,7 @@ def render(
     table: dict[str, dict[str, Row]],
     startup: dict[str, tuple[float, float]],
     memory: dict[str, float],
+    memory_binlog: dict[str, float] | None = None,
 ) -> str:
     g, b = "geanstalk", "beanstalkd"
     lines = [
@@ -351,11 +357,13 @@ def render(
     if s.failures:
         lines += ["", "Runs that failed (left out of the medians above):", ""]
         lines += [f"- {f}" for f in s.failures]
-    if memory:
-        lines += ["", f"Memory, RSS per ready job of 100 B ({s.memory_jobs:,} jobs):", ""]
-        lines += [f"- {k}: {v:,.0f} B/job" for k, v in memory.items()]
-        if g in memory and b in memory:
-            lines.append(f"- ratio geanstalk/beanstalkd: {ratio(memory[g], memory[b]):.2f}")
+    for title, mem in (("", memory), (", both servers with -b (default fsync)", memory_binlog)):
+        if not mem:
+            continue
+        lines += ["", f"Memory, RSS per ready job of 100 B ({s.memory_jobs:,} jobs){title}:", ""]
+        lines += [f"- {k}: {v:,.0f} B/job" for k, v in mem.items()]
+        if g in mem and b in mem:
+            lines.append(f"- ratio geanstalk/beanstalkd: {ratio(mem[g], mem[b]):.2f}")
     if startup:
         lines += [
             "",
@@ -531,7 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = run_throughput(s)
     startup = measure_startup(s) if selected("startup", s.patterns) else {}
     memory = measure_memory(s) if selected("memory", s.patterns) else {}
-    body = render(s, table, startup, memory)
+    memory_binlog = measure_memory(s, binlog=True) if selected("memory-binlog", s.patterns) else {}
+    body = render(s, table, startup, memory, memory_binlog)
     # other work on the machine skews every figure; say how much there was
     body += (
         f"\nRun took {time.monotonic() - started:.0f} s; 1-minute load average "
@@ -543,7 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if checks:
         print("Targets:\n" + "\n".join(checks))
     if a.json:
-        Path(a.json).write_text(json.dumps(as_json(table, startup, memory), indent=1) + "\n")
+        Path(a.json).write_text(
+            json.dumps(as_json(table, startup, memory, memory_binlog), indent=1) + "\n"
+        )
     if a.markdown:
         text = (
             "# Server benchmarks: geanstalk vs beanstalkd\n\n"
