@@ -327,6 +327,8 @@ def render(
         "geanstalk CPU us/op | beanstalkd CPU us/op |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if not table:  # only memory or start-up was asked for
+        lines = ["No throughput scenario was selected."]
     for name, rows in table.items():
         group, c, body = name.split("/")
         gr, br = rows.get(g), rows.get(b)
