@@ -140,10 +140,12 @@ class Server:
         return None
 
     def reserve_job(self, client: Client, jid: int) -> Job:
+        job = self.storage.reserve_job(client, jid)
+        # 1.12 counts the worker once the job is found (NOT_FOUND leaves it be).
         if not client.worker:
             client.worker = True
             self.stats.workers += 1
-        return self.storage.reserve_job(client, jid)
+        return job
 
     def kick(self, client: Client, bound: int) -> int:
         return self.storage.kick(client.use, bound)  # type: ignore[arg-type]

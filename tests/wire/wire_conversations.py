@@ -1084,6 +1084,22 @@ add(
         fresh=(),
     )
 )
+add(
+    C(
+        "reserve_job_counts_a_worker_only_when_it_reserves",
+        # 1.12 marks the connection a worker after it found the job, so a
+        # reserve-job that answers NOT_FOUND leaves current-workers alone;
+        # reserve-with-timeout counts even when it times out.
+        S("w", b"reserve-job 7\r\n", b"NOT_FOUND\r\n"),
+        S("a", b"stats\r\n", stats(current_workers=0, current_connections=2)),
+        S("a", put(b"x"), b"INSERTED 1\r\n"),
+        S("w", b"reserve-job 1\r\n", b"RESERVED 1 1\r\nx\r\n"),
+        S("a", b"stats\r\n", stats(current_workers=1, current_connections=2)),
+        S("a", b"reserve-with-timeout 0\r\n", b"TIMED_OUT\r\n"),
+        S("a", b"stats\r\n", stats(current_workers=2, current_connections=2)),
+        fresh=(),
+    )
+)
 
 # --- pause-tube -----------------------------------------------------------------------
 add(
