@@ -16,6 +16,7 @@ whose answer is then fully determined by the state.
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ SEEDS = range(1, 41)
 STEPS = 300
 CONNECTIONS = 3
 TUBES = ["default", "alpha", "beta", "gamma.paused"]
+# Not a command: the connection closes (its reservations go back, its tubes
+# may go) and a new one takes its place.
+RECONNECT = b"<reconnect>"
 
 MASKED_KEYS = {
     # stats
@@ -113,6 +117,9 @@ class Generator:
 
     def learn(self, conn: int, command: bytes, reply: bytes) -> None:
         """Track ids and reservations from the reference's reply."""
+        if command == RECONNECT:
+            self.held.pop(conn, None)  # a closed connection's jobs went back
+            return
         words = reply.split(b"\r\n", 1)[0].split(b" ")
         if words[0] == b"INSERTED":
             self.ids.append(int(words[1]))
@@ -128,12 +135,15 @@ class Generator:
                 "kick", "kick-job", "peek", "peek-ready", "peek-delayed", "peek-buried",
                 "stats-job", "stats-tube", "stats", "use", "watch", "ignore",
                 "list-tubes", "list-tube-used", "list-tubes-watched", "pause-tube", "junk",
+                "reconnect",
             ],
             weights=[
-                22, 10, 3, 6, 5, 4, 2, 3, 2, 3, 3, 2, 2, 4, 3, 1, 5, 4, 3, 1, 1, 1, 1, 2,
+                22, 10, 3, 6, 5, 4, 2, 3, 2, 3, 3, 2, 2, 4, 3, 1, 5, 4, 3, 1, 1, 1, 1, 2, 1,
             ],
         )[0]  # fmt: skip
         rng = self.rng
+        if kind == "reconnect":
+            return RECONNECT
         if kind == "put":
             body = self.body()
             ttr = rng.choice([100, 600, 3600, 2**32 - 1])
@@ -166,6 +176,9 @@ class Client:
     """One connection to one server, reading exactly one reply per command."""
 
     def __init__(self, server: ServerProcess) -> None:
+        self._open(server)
+
+    def _open(self, server: ServerProcess) -> None:
         self.sock = server.connect()
         self.sock.settimeout(5.0)
         self.buf = b""
@@ -187,6 +200,20 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
+
+    def reconnect(self, server: ServerProcess) -> bytes:
+        """Close after the server has seen the end (it closes in turn, having
+        dropped the connection), then connect anew and wait to be accepted."""
+        self.sock.shutdown(socket.SHUT_WR)
+        rest = b""
+        try:
+            while chunk := self.sock.recv(65536):
+                rest += chunk
+        except TimeoutError:
+            return b"<not closed by the server within 5 s>"
+        self.sock.close()
+        self._open(server)
+        return rest + self.ask(b"list-tube-used\r\n")
 
 
 @pytest.fixture
@@ -211,8 +238,12 @@ def test_differential(seed: int, pair: tuple[ServerProcess, ServerProcess]) -> N
         for step in range(STEPS):
             conn = gen.rng.randrange(CONNECTIONS)
             command = gen.command(conn)
-            expected = ref_clients[conn].ask(command)
-            got = our_clients[conn].ask(command)
+            if command == RECONNECT:
+                expected = ref_clients[conn].reconnect(reference)
+                got = our_clients[conn].reconnect(ours)
+            else:
+                expected = ref_clients[conn].ask(command)
+                got = our_clients[conn].ask(command)
             shown = command if len(command) < 120 else command[:100] + b"..."
             history.append(f"  {step}: conn {conn} {shown!r} -> {expected[:100]!r}")
             if mask(got, command) != mask(expected, command):
