@@ -1,8 +1,9 @@
 """Differential test: the same random command stream to geanstalk and to beanstalkd.
 
 For each seed a fresh server of each kind is started, three connections are
-opened to each, and a seeded random sequence of commands is sent to both,
-one command at a time on the chosen connection. Each pair of replies must be
+opened to each, and a seeded random sequence of commands is sent to both on
+the chosen connection: mostly one command at a time, sometimes 2 to 4 in one
+write, and now and then the connection closes and a new one takes its place. Each pair of replies must be
 equal once volatile values are masked: stats values that depend on time, the
 process or the machine, and the order of tube lists (the reference lists
 tubes in the order of its internal set, with swap-removal, which is not a
@@ -32,6 +33,8 @@ TUBES = ["default", "alpha", "beta", "gamma.paused"]
 # Not a command: the connection closes (its reservations go back, its tubes
 # may go) and a new one takes its place.
 RECONNECT = b"<reconnect>"
+# The share of steps that send 2 to 4 commands in one write.
+PIPELINED = 0.15
 
 MASKED_KEYS = {
     # stats
@@ -184,19 +187,29 @@ class Client:
         self.buf = b""
 
     def ask(self, command: bytes) -> bytes:
-        self.sock.sendall(command)
-        while True:
-            replies, _ = split_replies(self.buf)
-            if replies:
-                self.buf = self.buf[len(replies[0]) :]
-                return replies[0]
+        return self.ask_many([command])[0]
+
+    def ask_many(self, commands: list[bytes]) -> list[bytes]:
+        """Send the commands in one write; one reply each, in order."""
+        self.sock.sendall(b"".join(commands))
+        replies: list[bytes] = []
+        while len(replies) < len(commands):
+            done, _ = split_replies(self.buf)
+            if done:
+                self.buf = self.buf[len(done[0]) :]
+                replies.append(done[0])
+                continue
             try:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
-                return b"<no reply within 5 s; buffered %r>" % self.buf
+                chunk = None
             if not chunk:
-                return b"<connection closed; buffered %r>" % self.buf
+                missing = len(commands) - len(replies)
+                why = b"no reply within 5 s" if chunk is None else b"connection closed"
+                replies += [b"<%s; buffered %r>" % (why, self.buf)] * missing
+                break
             self.buf += chunk
+        return replies
 
     def close(self) -> None:
         self.sock.close()
@@ -239,24 +252,33 @@ def test_differential(seed: int, pair: tuple[ServerProcess, ServerProcess]) -> N
             conn = gen.rng.randrange(CONNECTIONS)
             command = gen.command(conn)
             if command == RECONNECT:
-                expected = ref_clients[conn].reconnect(reference)
-                got = our_clients[conn].reconnect(ours)
+                commands = [command]
+                expected = [ref_clients[conn].reconnect(reference)]
+                got = [our_clients[conn].reconnect(ours)]
             else:
-                expected = ref_clients[conn].ask(command)
-                got = our_clients[conn].ask(command)
-            shown = command if len(command) < 120 else command[:100] + b"..."
-            history.append(f"  {step}: conn {conn} {shown!r} -> {expected[:100]!r}")
-            if mask(got, command) != mask(expected, command):
-                recent = "\n".join(history[-15:])
-                pytest.fail(
-                    f"seed {seed}, step {step}, connection {conn}\n"
-                    f"command:    {shown!r}\n"
-                    f"beanstalkd: {expected!r}\n"
-                    f"geanstalk:  {got!r}\n"
-                    f"last steps (reference replies):\n{recent}"
-                )
-            gen.learn(conn, command, expected)
-            STEP_COUNTER["differential steps"] += 1
+                commands = [command]
+                size = gen.rng.randint(2, 4) if gen.rng.random() < PIPELINED else 1
+                while len(commands) < size:
+                    extra = gen.command(conn)
+                    if extra != RECONNECT:
+                        commands.append(extra)
+                expected = ref_clients[conn].ask_many(commands)
+                got = our_clients[conn].ask_many(commands)
+            for command, want, have in zip(commands, expected, got, strict=True):
+                shown = command if len(command) < 120 else command[:100] + b"..."
+                batch = f" ({len(commands)} in one write)" if len(commands) > 1 else ""
+                history.append(f"  {step}: conn {conn}{batch} {shown!r} -> {want[:100]!r}")
+                if mask(have, command) != mask(want, command):
+                    recent = "\n".join(history[-15:])
+                    pytest.fail(
+                        f"seed {seed}, step {step}, connection {conn}{batch}\n"
+                        f"command:    {shown!r}\n"
+                        f"beanstalkd: {want!r}\n"
+                        f"geanstalk:  {have!r}\n"
+                        f"last steps (reference replies):\n{recent}"
+                    )
+                gen.learn(conn, command, want)
+                STEP_COUNTER["differential steps"] += 1
     finally:
         for c in ref_clients + our_clients:
             c.close()
