@@ -34,6 +34,7 @@ for _p in (str(_HERE), str(_HERE.parent)):
         sys.path.insert(0, _p)
 
 import loadgen_procfs as procfs  # noqa: E402
+import loadgen_readme  # noqa: E402
 from loadgen_clients import wait_until_serving  # noqa: E402
 from loadgen_run import Load, RunResult, fill, run_load  # noqa: E402
 
@@ -505,6 +506,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     ap.add_argument("--tmp-dir", help="where binlog directories go (default: system temp)")
     ap.add_argument("--markdown", help="write the results table to this file")
     ap.add_argument("--json", help="write every run's figures to this file")
+    ap.add_argument("--readme", help="rewrite the summary between the markers in this README")
     a = ap.parse_args(argv)
     s = Settings()
     if a.quick:
@@ -568,6 +570,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             text += "\nTargets (issue 5):\n\n" + "\n".join(checks) + "\n"
         Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(a.markdown).write_text(text)
+    if a.readme:
+        when = describe_machine(s).split(". ")[0]
+        block = loadgen_readme.summary(when, table, startup, memory, memory_binlog)
+        loadgen_readme.replace_block(Path(a.readme), block)
     return 0
 
 
