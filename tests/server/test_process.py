@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -16,7 +17,15 @@ from collections.abc import Iterator
 import pytest
 
 from geanstalk.stats import VERSION
-from tests.servers import free_port, geanstalk_command, recv_until, running, wait_for_port
+from tests.servers import (
+    BEANSTALKD,
+    SKIP_NO_REFERENCE,
+    free_port,
+    geanstalk_command,
+    recv_until,
+    running,
+    wait_for_port,
+)
 
 
 def cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -290,3 +299,29 @@ def test_user_flag_drops_privileges_and_still_serves_with_a_binlog() -> None:
         assert any(name.startswith("binlog.") for name in os.listdir(binlog))
     finally:
         shutil.rmtree(binlog, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(
+            "beanstalkd", marks=pytest.mark.skipif(BEANSTALKD is None, reason=SKIP_NO_REFERENCE)
+        ),
+        "geanstalk",
+    ],
+)
+def test_big_pipelined_puts_keep_every_body_exact(kind: str) -> None:
+    """Hundreds of distinct bodies in one write arrive in many reads, most of
+    them split mid-body; each body must come back byte for byte."""
+    rng = random.Random(7)
+    bodies = [rng.randbytes(rng.randint(3000, 9000)) for _ in range(300)]
+    stream = b"".join(b"put 0 0 60 %d\r\n%b\r\n" % (len(b), b) for b in bodies)
+    with running(kind) as server, server.connect() as s:
+        s.sendall(b"use big-bodies\r\nwatch big-bodies\r\nignore default\r\n")
+        assert recv_until(s, 3) == b"USING big-bodies\r\nWATCHING 2\r\nWATCHING 1\r\n"
+        s.sendall(stream)
+        inserted = recv_until(s, len(bodies), timeout=30).split(b"\r\n")[:-1]
+        assert len(inserted) == len(bodies) and all(x.startswith(b"INSERTED ") for x in inserted)
+        for jid, body in zip((int(x.split()[1]) for x in inserted), bodies, strict=True):
+            s.sendall(b"reserve-with-timeout 0\r\n")
+            assert recv_until(s) == b"RESERVED %d %d\r\n%b\r\n" % (jid, len(body), body)
