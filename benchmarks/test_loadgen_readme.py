@@ -6,7 +6,7 @@ from pathlib import Path
 
 import loadgen_readme
 import pytest
-from loadgen import Row
+from loadgen import Row, readme_summary
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -23,7 +23,7 @@ def test_summary_lists_the_measured_rows_with_ratios_and_skips_the_rest() -> Non
         "put-pipelined/c1/b100": {"geanstalk": Row(370_000, 2.2), "beanstalkd": Row(125_000, 7.3)},
         "reserve-delete/c50/b100": {"geanstalk": Row(31_000, 16.6)},  # no reference: left out
     }
-    text = loadgen_readme.summary(
+    text = readme_summary(
         "today", table, {"geanstalk": (36.0, 70.0), "beanstalkd": (2.0, 2.1)},
         {"geanstalk": 290.0, "beanstalkd": 299.0}, {},
     )  # fmt: skip
