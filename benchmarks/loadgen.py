@@ -530,7 +530,7 @@ def describe_machine(s: Settings) -> str:
     return (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, geanstalk at commit {commit}, "
         f"{ref}, Python {platform.python_version()}, {os.cpu_count()} cores ({cpu}). "
-        f"{s.seconds:g} s per run, median of {s.repeat} runs per server, servers interleaved, "
+        f"{s.seconds:g} s per run, median of {s.repeat} runs per server, servers interleaved (order turned round each repeat), "
         f"{s.procs or 'two (one for pipelined puts)'} client processes. Server and clients share the same cores, so "
         "absolute rates are those of the pair; compare the ratios."
     )
