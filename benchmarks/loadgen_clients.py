@@ -162,15 +162,19 @@ class ReserveDeleteConn(Conn):
 
 @dataclass
 class ProducerConn(Conn):
-    """Puts at a fixed pace (one request in flight), each body stamped with its send time."""
+    """Puts at a fixed pace (one request in flight), each body stamped with its send time.
+
+    The first put goes out `phase` seconds after the start.
+    """
 
     body_size: int = 100
     interval: float = 0.01
+    phase: float = 0.0
     next_at: float = 0.0
     waiting: bool = False
 
     def begin(self, now: float) -> None:
-        self.next_at = now
+        self.next_at = now + self.phase
         self.tick(now)
 
     @property

@@ -51,9 +51,12 @@ class RunResult:
         return self.server_cpu / self.ops * 1e6 if self.ops else float("nan")
 
 
-def _build(load: Load, socks: list, deadline: float, roles: list[str], share: int) -> list:
+def _build(
+    load: Load, socks: list, deadline: float, roles: list[str], share: int, phases: list[float]
+) -> list:
     conns: list[clients.Conn] = []
     producers = max(1, load.conns)
+    phase_of = iter(phases)
     for sock, role in zip(socks, roles, strict=True):
         if role == "put":
             conns.append(
@@ -68,7 +71,14 @@ def _build(load: Load, socks: list, deadline: float, roles: list[str], share: in
         elif role == "producer":
             interval = producers / load.rate
             conns.append(
-                clients.ProducerConn(sock, deadline, share, body_size=load.body, interval=interval)
+                clients.ProducerConn(
+                    sock,
+                    deadline,
+                    share,
+                    body_size=load.body,
+                    interval=interval,
+                    phase=next(phase_of),
+                )
             )
     # consumers first, so they are waiting before the first put goes out
     conns.sort(key=lambda c: not isinstance(c, clients.ReserveDeleteConn))
@@ -79,6 +89,7 @@ def _worker(
     address: tuple[str, int],
     load: Load,
     roles: list[str],
+    phases: list[float],
     share: int,
     go: object,
     deadline_cell: object,
@@ -92,7 +103,7 @@ def _worker(
         if not go.wait(60):  # type: ignore[attr-defined]
             raise TimeoutError("coordinator never said go")
         deadline = deadline_cell.value  # type: ignore[attr-defined]
-        conns = _build(load, socks, deadline, roles, share)
+        conns = _build(load, socks, deadline, roles, share, phases)
         report.started = time.monotonic()
         clients.drive(conns, hard_stop=deadline + 30)
         report.finished = time.monotonic()
@@ -128,6 +139,17 @@ def _roles(load: Load) -> list[str]:
     raise ValueError(f"unknown load kind {load.kind!r}")
 
 
+def producer_phase(index: int, rate: float) -> float:
+    """When producer number index sends its first put, after the start.
+
+    Every producer puts once per interval (producers / rate); starting them
+    1 / rate apart spreads the offered rate evenly over time, so the latency
+    measured is that of jobs arriving at that rate and not of all producers
+    firing in the same instant (a burst of N puts every interval).
+    """
+    return index / rate if rate > 0 else 0.0
+
+
 def run_load(
     address: tuple[str, int], pid: int | None, load: Load, seconds: float, procs: int = 2
 ) -> RunResult:
@@ -136,22 +158,25 @@ def run_load(
     nprocs = max(1, min(procs, len(roles)))
     # pairs stay together in prodcons, so every process produces and consumes
     per_proc: list[list[str]] = [[] for _ in range(nprocs)]
+    phases: list[list[float]] = [[] for _ in range(nprocs)]
     step = 2 if load.kind == "prodcons" else 1
     for i in range(0, len(roles), step):
         per_proc[(i // step) % nprocs].extend(roles[i : i + step])
+        if load.kind == "prodcons":
+            phases[(i // step) % nprocs].append(producer_phase(i // step, load.rate))
     per_conn_cap = max(1, load.max_ops // max(1, load.conns))
     go = _MP.Event()
     ready = _MP.Queue()
     deadline_cell = _MP.Value("d", 0.0)
     workers = []
     pipes = []
-    for part in per_proc:
+    for part, part_phases in zip(per_proc, phases, strict=True):
         if not part:
             continue
         rx, tx = _MP.Pipe(duplex=False)
         p = _MP.Process(
             target=_worker,
-            args=(address, load, part, per_conn_cap, go, deadline_cell, ready, tx),
+            args=(address, load, part, part_phases, per_conn_cap, go, deadline_cell, ready, tx),
             daemon=True,
         )
         p.start()
