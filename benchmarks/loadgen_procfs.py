@@ -41,9 +41,9 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of pid and its descendants (10 ms resolution)."""
-    total = 0
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of pid and its descendants (10 ms resolution)."""
+    user = system = 0
     for p in process_tree(pid):
         try:
             with open(f"/proc/{p}/stat", "rb") as f:
@@ -51,8 +51,14 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLOCK_TICKS
+        user += int(fields[11])  # utime (field 14)
+        system += int(fields[12])  # stime (field 15)
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of pid and its descendants."""
+    return sum(cpu_split(pid))
 
 
 def rss_bytes(pid: int) -> int:
