@@ -1,4 +1,5 @@
-"""Command line: ``geanstalk serve [flags]`` and ``geanstalkd [flags]``.
+"""Command line: ``geanstalk serve [flags]``, ``geanstalkd [flags]``, and the
+other ``geanstalk COMMAND``s (each a module's function, loaded only when used).
 
 The flags are beanstalkd's, so geanstalk can stand in wherever a beanstalkd
 binary is expected. Start-up order matters: the flags are parsed and the
@@ -14,6 +15,8 @@ import os
 import signal
 import socket
 import sys
+
+from geanstalk.config import JOB_SIZE_MAX, ServerConfig
 
 USAGE = """\
 Use: {prog} [OPTIONS]
@@ -39,8 +42,14 @@ Long forms: --binlog-dir --fsync-ms --no-fsync --listen --port --user
 on asyncio's own event loop even when uvloop is installed.
 """
 
-JOB_SIZE_MAX = 1073741824
 EXIT_USAGE = 5
+
+# `geanstalk COMMAND ...`: "module:function", imported only when that command
+# runs; the function takes the arguments after COMMAND and returns the exit
+# status. `serve` is here too, so every command goes through one table.
+COMMANDS: dict[str, str] = {
+    "serve": "geanstalk.cli:serve_main",
+}
 
 _LONG = {
     "--binlog-dir": "b",
@@ -57,21 +66,13 @@ _LONG = {
 }
 _TAKES_ARG = set("bflpuzs")
 
-
-class Options:
-    """The parsed flags, with beanstalkd's defaults."""
-
-    def __init__(self) -> None:
-        self.addr = "0.0.0.0"
-        self.port = "11300"
-        self.binlog_dir: str | None = None
-        self.fsync_ms: int | None = 50
-        self.binlog_size = 10485760
-        self.max_job_size = 65535
-        self.user: str | None = None
-        self.verbose = 0
-        self.uvloop = True
-        self.action = "serve"  # or "version" / "help"
+# Options of `serve` that beanstalkd does not have: long form only.
+# "--name": (ServerConfig field, kind); kind is "flag" (no value; sets True),
+# "false" (no value; sets False), "str", "size" (a non-negative integer), or
+# "list" (a string, repeatable; each use appends).
+LONG_OPTIONS: dict[str, tuple[str, str]] = {
+    "--no-uvloop": ("uvloop", "false"),
+}
 
 
 class UsageError(Exception):
@@ -84,13 +85,13 @@ def _size(flag: str, text: str) -> int:
     return int(text)
 
 
-def _apply(opts: Options, flag: str, value: str | None) -> None:
+def _apply(opts: ServerConfig, flag: str, value: str | None) -> None:
     if flag == "p":
         if not (value or "").isdigit() or int(value) > 65535:  # type: ignore[arg-type]
             raise UsageError(f"invalid port: {value}")
-        opts.port = value  # type: ignore[assignment]
+        opts.port = int(value)  # type: ignore[arg-type]
     elif flag == "l":
-        opts.addr = value  # type: ignore[assignment]
+        opts.listen = value  # type: ignore[assignment]
     elif flag == "z":
         size = _size("-z", value)  # type: ignore[arg-type]
         if size > JOB_SIZE_MAX:
@@ -109,31 +110,59 @@ def _apply(opts: Options, flag: str, value: str | None) -> None:
         opts.user = value
     elif flag == "V":
         opts.verbose += 1
-    elif flag == "v":
-        opts.action = "version"
-    elif flag == "h":
-        opts.action = "help"
     elif flag in "cn":
         print(f"geanstalk: -{flag} flag was removed. binlog is always compacted.", file=sys.stderr)
 
 
-def parse_args(argv: list[str]) -> Options:
+def _apply_long(opts: ServerConfig, name: str, kind: str, field: str, value: str) -> None:
+    if kind == "flag":
+        setattr(opts, field, True)
+    elif kind == "false":
+        setattr(opts, field, False)
+    elif kind == "size":
+        setattr(opts, field, _size(name, value))
+    elif kind == "list":
+        getattr(opts, field).append(value)
+    else:
+        setattr(opts, field, value)
+
+
+def parse_args(argv: list[str]) -> tuple[ServerConfig, str]:
     """beanstalkd's flag syntax: clustered (-VV), attached (-p11300) or separate
-    values, plus long forms (--port 11300, --port=11300)."""
-    opts = Options()
+    values, plus long forms (--port 11300, --port=11300).
+
+    Returns the config and the action: "serve", "version" or "help".
+    """
+    opts = ServerConfig()
+    action = "serve"
     args = list(argv)
     i = 0
     while i < len(args):
         arg = args[i]
         i += 1
-        if arg == "--no-uvloop":
-            opts.uvloop = False
-            continue
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
+            option = LONG_OPTIONS.get(name)
+            if option is not None:
+                field, kind = option
+                if kind in ("flag", "false"):
+                    if eq:
+                        raise UsageError(f"flag takes no argument: {name}")
+                elif not eq:
+                    if i >= len(args):
+                        raise UsageError(f"flag requires an argument: {name}")
+                    value = args[i]
+                    i += 1
+                _apply_long(opts, name, kind, field, value)
+                continue
             flag = _LONG.get(name)
             if flag is None:
                 raise UsageError(f"unknown flag: {name}")
+            if flag in "vh":
+                if eq:
+                    raise UsageError(f"flag takes no argument: {name}")
+                action = "version" if flag == "v" else "help"
+                continue
             if flag in _TAKES_ARG:
                 if not eq:
                     if i >= len(args):
@@ -164,11 +193,14 @@ def parse_args(argv: list[str]) -> Options:
                 break
             if flag not in "FVvhcn":
                 raise UsageError(f"unknown flag: -{flag}")
+            if flag in "vh":
+                action = "version" if flag == "v" else "help"
+                continue
             _apply(opts, flag, None)
-    return opts
+    return opts, action
 
 
-def make_socket(addr: str, port: str) -> socket.socket:
+def make_socket(addr: str, port: int) -> socket.socket:
     """A listening, non-blocking socket: TCP (IPv4/IPv6) or unix:PATH."""
     if addr.startswith("unix:"):
         path = addr[5:]
@@ -211,15 +243,15 @@ def _become(user: str) -> None:
 
 def run(argv: list[str], prog: str, command: str | None = None) -> int:
     try:
-        opts = parse_args(argv)
+        opts, action = parse_args(argv)
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         print(USAGE.format(prog=command or prog), file=sys.stderr, end="")
         return EXIT_USAGE
-    if opts.action == "help":
+    if action == "help":
         print(USAGE.format(prog=command or prog), file=sys.stderr, end="")
         return 0
-    if opts.action == "version":
+    if action == "version":
         from geanstalk.stats import VERSION
 
         print(f"geanstalk {VERSION}")
@@ -232,12 +264,12 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             return 1
 
     try:
-        sock = make_socket(opts.addr, opts.port)
+        sock = make_socket(opts.listen, opts.port)
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"{prog}: cannot listen on {opts.addr} port {opts.port}: {exc}", file=sys.stderr)
+        print(f"{prog}: cannot listen on {opts.listen} port {opts.port}: {exc}", file=sys.stderr)
         return 111
 
     # Signals that arrive before the event loop takes over are remembered.
@@ -258,12 +290,12 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
     return _run_server(sock, opts, prog, early)
 
 
-def _preload(opts: Options) -> None:
+def _preload(opts: ServerConfig) -> None:
     """Import every module serving needs, while the process can still read them all."""
     import importlib
     import importlib.util
 
-    names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.server", "geanstalk.protocol"]
+    names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.runner"]
     names.append("geanstalk.journal" if opts.binlog_dir is None else "geanstalk.binlog")
     for name in names:
         importlib.import_module(name)
@@ -271,7 +303,7 @@ def _preload(opts: Options) -> None:
         importlib.import_module("uvloop")
 
 
-def _run_server(sock: socket.socket, opts: Options, prog: str, early: list[int]) -> int:
+def _run_server(sock: socket.socket, opts: ServerConfig, prog: str, early: list[int]) -> int:
     import logging
 
     logging.basicConfig(
@@ -288,28 +320,10 @@ def _run_server(sock: socket.socket, opts: Options, prog: str, early: list[int])
         log.info("pid %d", os.getpid())
 
     from geanstalk.errors import BinlogError
-    from geanstalk.server import serve
-
-    directory, fsync_ms, size = opts.binlog_dir, opts.fsync_ms, opts.binlog_size
-
-    def factory(loop):  # type: ignore[no-untyped-def]
-        if directory is None:
-            # Without -b the stats still show the -s value, as the reference's do.
-            from geanstalk.journal import NullJournal
-
-            return NullJournal(size)
-        from geanstalk.binlog import Binlog
-
-        return Binlog.open(directory, fsync_ms, size, loop)
+    from geanstalk.runner import serve
 
     try:
-        return serve(
-            sock,
-            factory,
-            max_job_size=opts.max_job_size,
-            use_uvloop=opts.uvloop,
-            early_signals=early,
-        )
+        return serve(opts, [sock], early_signals=early)
     except BinlogError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 10
@@ -318,18 +332,28 @@ def _run_server(sock: socket.socket, opts: Options, prog: str, early: list[int])
         return 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def serve_main(argv: list[str]) -> int:
     """`geanstalk serve [flags]`."""
+    return run(argv, "geanstalk", "geanstalk serve")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`geanstalk COMMAND [args]`: one of COMMANDS."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
-        print("Use: geanstalk serve [OPTIONS]   (geanstalk serve -h for the options)")
+        names = ", ".join(sorted(COMMANDS))
+        print(f"Use: geanstalk COMMAND [ARGS]   (commands: {names}; geanstalk COMMAND -h)")
         return 0 if args else EXIT_USAGE
     if args[0] in ("-v", "--version"):
         return run(args[:1], "geanstalk")
-    if args[0] != "serve":
+    target = COMMANDS.get(args[0])
+    if target is None:
         print(f"geanstalk: unknown command: {args[0]}", file=sys.stderr)
         return EXIT_USAGE
-    return run(args[1:], "geanstalk", "geanstalk serve")
+    import importlib
+
+    module, _, function = target.partition(":")
+    return int(getattr(importlib.import_module(module), function)(args[1:]) or 0)
 
 
 def beanstalkd_main(argv: list[str] | None = None) -> int:

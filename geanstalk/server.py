@@ -1,22 +1,20 @@
-"""The Server facade: wires the services, owns drain mode, ids and signals.
+"""The Server facade: wires the services, owns drain mode and the connections.
 
 protocol.py calls only this class; storage, waiting, timers and statistics
-stay behind it. ``serve()`` runs a server on a socket that cli.py has
-already bound and put into listening state (so a client can connect before
-this module is even imported).
+stay behind it. The facade knows nothing of sockets or of the wire format:
+it is handed the factory of its connections (protocol.Connection, or a
+subclass a listener needs), and runner.py puts it on the network.
+Layers, each only calling down: Server -> LockService -> StorageService.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
-import signal
-import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from geanstalk.config import DEFAULT_MAX_JOB_SIZE, DEFAULT_OUTPUT_CAP
 from geanstalk.errors import DeadlineSoon, Draining, NoJobReady, NotFound
 from geanstalk.journal import Journal, NullJournal
 from geanstalk.stats import StatisticsService
@@ -26,14 +24,19 @@ from geanstalk.waiters import LockService
 
 if TYPE_CHECKING:
     from geanstalk.core import Job
-    from geanstalk.protocol import Connection
 
 log = logging.getLogger("geanstalk")
 
-DEFAULT_MAX_JOB_SIZE = 65535
-# Replies a client has not read yet, beyond the transport's high-water mark,
-# after which it is disconnected.
-DEFAULT_OUTPUT_CAP = 4 * 1024 * 1024
+__all__ = ["DEFAULT_MAX_JOB_SIZE", "DEFAULT_OUTPUT_CAP", "Peer", "Server"]
+
+
+class Peer(Protocol):
+    """What the facade needs of a connection (protocol.Connection is one)."""
+
+    client: Client
+    peer: str
+
+    def stop_reading(self) -> None: ...
 
 
 class Server:
@@ -46,8 +49,12 @@ class Server:
         max_job_size: int = DEFAULT_MAX_JOB_SIZE,
         output_cap: int = DEFAULT_OUTPUT_CAP,
         clock: Callable[[], float] = time.monotonic,
+        connection_factory: Callable[[Server], Any] | None = None,
     ) -> None:
         self.loop = loop
+        # Makes the asyncio protocol object of a new connection: listeners
+        # call server.connection_factory(server).
+        self.connection_factory = connection_factory
         self.journal: Journal = journal if journal is not None else NullJournal()
         # Without a log every change is "durable" at once: no reply gate.
         self.gated = not isinstance(self.journal, NullJournal)
@@ -58,10 +65,9 @@ class Server:
         self.lock = LockService(self.storage, clock)
         self.timers = TimerService(loop, self.storage, self.lock, clock)
         self.stats = StatisticsService(self.storage, self.lock, self.journal, max_job_size, clock)
-        self.storage.lock = self.lock
         self.storage.schedule = self.timers.schedule
         self.lock.schedule = self.timers.schedule
-        self.connections: set[Connection] = set()
+        self.connections: set[Peer] = set()
         # The storage's transitions that need no translation are the facade's
         # methods as they are (one call less on the hot path).
         s = self.storage
@@ -98,12 +104,12 @@ class Server:
         self.storage.attach(client)
         return client
 
-    def connected(self, conn: Connection) -> None:
+    def connected(self, conn: Peer) -> None:
         self.connections.add(conn)
         self.stats.connected()
         log.info("accept %s", conn.peer)
 
-    def disconnected(self, conn: Connection) -> None:
+    def disconnected(self, conn: Peer) -> None:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
@@ -201,92 +207,3 @@ class Server:
             self.storage.restore(job)
         self.storage.next_id = max(self.storage.next_id, next_id, 1)
         self.timers.rearm()
-
-
-async def _serve(
-    sock: socket.socket,
-    journal_factory: Callable[[Any], Journal] | None,
-    max_job_size: int,
-    output_cap: int,
-    early_signals: list[int],
-) -> int:
-    from geanstalk.protocol import Connection
-
-    loop = asyncio.get_running_loop()
-    # Every job is a GC-tracked object that lives long: collect the young
-    # generation less often and leave the start-up objects out of full passes.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    journal: Journal | None = None
-    if journal_factory is not None:
-        journal = journal_factory(loop)
-    server = Server(loop, journal, max_job_size, output_cap)
-    if journal is not None and hasattr(journal, "recover"):
-        jobs, next_id = journal.recover()  # type: ignore[attr-defined]
-        server.restore(jobs, next_id)
-        log.info("recovered %d jobs from the binlog", len(jobs))
-
-    stop = loop.create_future()
-
-    def on_stop(signame: str) -> None:
-        log.info("%s: stopping", signame)
-        if not stop.done():
-            stop.set_result(signame)
-
-    loop.add_signal_handler(signal.SIGUSR1, server.drain)
-    loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
-    loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    # Signals that came before the loop was running (see cli.py).
-    for signum in early_signals:
-        if signum == signal.SIGUSR1:
-            server.drain()
-        else:
-            on_stop(signal.Signals(signum).name)
-
-    listener = await loop.create_server(lambda: Connection(server), sock=sock, backlog=1024)
-    try:
-        await stop
-    finally:
-        await _shutdown(server, listener)
-    return 0
-
-
-async def _shutdown(server: Server, listener: Any) -> None:
-    """Graceful stop: no new connections or commands, every reply already
-    earned goes out (after the log is synced), then the connections close."""
-    listener.close()
-    for conn in list(server.connections):
-        conn.stop_reading()
-    server.timers.close()
-    await server.journal.close()
-    for conn in list(server.connections):
-        t = conn.transport
-        if t is not None and not t.is_closing():
-            t.close()
-    # Closing transports flush what they hold; give them a bounded moment.
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 2.0
-    while server.connections and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-
-
-def serve(
-    sock: socket.socket,
-    journal_factory: Callable[[Any], Journal] | None = None,
-    max_job_size: int = DEFAULT_MAX_JOB_SIZE,
-    output_cap: int = DEFAULT_OUTPUT_CAP,
-    use_uvloop: bool = True,
-    early_signals: list[int] | None = None,
-) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit status."""
-    coro = _serve(sock, journal_factory, max_job_size, output_cap, early_signals or [])
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(coro)
-    return asyncio.run(coro)

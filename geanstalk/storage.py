@@ -25,7 +25,6 @@ from geanstalk.tube import DEFAULT_TUBE, URGENT_THRESHOLD, Tube
 
 if TYPE_CHECKING:
     from geanstalk.journal import Journal
-    from geanstalk.waiters import LockService
 
 INF = float("inf")
 
@@ -69,7 +68,12 @@ class Client:
 
 
 class StorageService:
-    """Jobs and tubes. ``lock`` and ``schedule`` are wired in by the Server."""
+    """Jobs and tubes.
+
+    Storage never calls up into the layers above it: the lock service, which
+    sits on top, subscribes ``on_waiters_ready(tube)`` (a tube with blocked
+    reserves got a ready job), and the timer service ``schedule(when)``.
+    """
 
     def __init__(self, journal: Journal, clock: Callable[[], float] = time.monotonic) -> None:
         self.journal = journal
@@ -90,7 +94,7 @@ class StorageService:
         # Pause ends, (unpause_at, tube); stale entries are skipped lazily.
         self._pauses: list[tuple[float, int, Tube]] = []
         self._pause_seq = 0
-        self.lock: LockService | None = None
+        self.on_waiters_ready: Callable[[Tube], None] = lambda tube: None
         self.schedule: Callable[[float], None] = lambda when: None
         self.ready_ct = 0
         self.urgent_ct = 0
@@ -321,7 +325,7 @@ class StorageService:
 
     def _kick_waiters(self, t: Tube) -> None:
         if t.waiters and len(t.ready):
-            self.lock.process_queue(t)  # type: ignore[union-attr]
+            self.on_waiters_ready(t)
 
     # --- the transitions ----------------------------------------------------
 
@@ -351,7 +355,7 @@ class StorageService:
         if self.journaled:
             self.journal.put(job)
         if t.waiters and len(t.ready):
-            self.lock.process_queue(t)  # type: ignore[union-attr]
+            self.on_waiters_ready(t)
 
     def find_ready(self, client: Client) -> Job | None:
         """The job a reserve by client would get now: least (priority, id) over

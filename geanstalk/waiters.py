@@ -35,6 +35,8 @@ class LockService:
 
     def __init__(self, storage: StorageService, clock: Callable[[], float]) -> None:
         self.storage = storage
+        # Storage tells us when a tube with waiters gets a ready job.
+        storage.on_waiters_ready = self.process_queue
         self.clock = clock
         self.schedule: Callable[[float], None] = lambda when: None
         self.waiting = 0

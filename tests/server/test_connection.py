@@ -171,7 +171,7 @@ def test_unexpected_error_answers_internal_error_and_the_connection_lives(
 
 
 def test_graceful_stop_sends_held_replies_then_closes() -> None:
-    from geanstalk.server import _shutdown
+    from geanstalk.runner import shutdown
 
     class Listener:
         closed = False
@@ -185,7 +185,7 @@ def test_graceful_stop_sends_held_replies_then_closes() -> None:
         c, t = h.connect()
         assert talk(c, t, b"put 0 0 60 1\r\na\r\n") == b""
         listener = Listener()
-        h.loop.run_until_complete(_shutdown(h.server, listener))
+        h.loop.run_until_complete(shutdown(h.server, [listener]))
         assert listener.closed
         assert t.take() == b"INSERTED 1\r\n"
         assert t.closed

@@ -1,0 +1,77 @@
+"""Every option of ``geanstalk serve``, in one object.
+
+cli.py fills it from the flags, the pytest plugin and embedders build it by
+keyword, and runner.py reads it; nothing else parses flags. A field keeps
+beanstalkd's default where the reference has the same option, so a
+``ServerConfig()`` behaves like ``beanstalkd`` with no flags. Each optional
+capability adds its own fields here, with a default that leaves it off.
+
+A plain class, not a dataclass: cli.py builds one before the listening
+socket is bound, and importing dataclasses (and with it inspect) would
+cost tens of milliseconds of start-up.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PORT = 11300
+DEFAULT_MAX_JOB_SIZE = 65535
+JOB_SIZE_MAX = 1073741824  # the reference's cap on -z
+DEFAULT_BINLOG_SIZE = 10485760
+# Replies a client has not read yet, beyond the transport's high-water mark,
+# after which it is disconnected.
+DEFAULT_OUTPUT_CAP = 4 * 1024 * 1024
+
+
+class ServerConfig:
+    """The options of one server; defaults are beanstalkd 1.12's.
+
+    ``ServerConfig(port=0, binlog_dir="/var/lib/geanstalk")``: any field by
+    keyword; an unknown name is a TypeError, as it would be for a function.
+    List-valued fields get a fresh list per instance.
+    """
+
+    listen: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    max_job_size: int = DEFAULT_MAX_JOB_SIZE
+    binlog_dir: str | None = None
+    # fsync at most every fsync_ms milliseconds; None = never (-F).
+    fsync_ms: int | None = 50
+    binlog_size: int = DEFAULT_BINLOG_SIZE
+    user: str | None = None
+    verbose: int = 0
+    uvloop: bool = True
+    output_cap: int = DEFAULT_OUTPUT_CAP
+
+    def __init__(self, **options: object) -> None:
+        cls = type(self)
+        for name in _FIELDS:
+            default = getattr(cls, name)
+            if isinstance(default, list):
+                setattr(self, name, list(default))
+        for name, value in options.items():
+            if name not in _FIELDS:
+                raise TypeError(f"ServerConfig has no option {name!r}")
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"ServerConfig({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerConfig):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in _FIELDS)
+
+    @property
+    def listen_address(self) -> str:
+        """The beanstalk listener as people write it: host:port, or unix:PATH."""
+        if self.listen.startswith("unix:"):
+            return self.listen
+        host = self.listen
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+
+# The option names: every annotated class attribute above.
+_FIELDS = tuple(ServerConfig.__annotations__)

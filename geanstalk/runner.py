@@ -1,0 +1,246 @@
+"""One running server: its journal, the Server facade, listeners, signals, stop.
+
+cli.py binds the listening sockets (so a client can connect within
+milliseconds of exec) and hands them here; the pytest plugin and embedders
+use the same Runner on an event loop of their own. Optional capabilities
+(an HTTP endpoint, TLS listeners, a cluster) start from ``start()`` and stop
+from ``stop()`` with a few lines each, importing their module only when
+their option is set, so a plain server loads none of them.
+
+Start-up order: journal opened and replayed, facade built, listeners
+accepting, then ``ready`` is true and the ``on_ready`` hooks run (for
+example systemd's READY=1). Stop order: ``on_stopping`` hooks, no new
+connections or commands, every earned reply out after the journal is
+synced, connections closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import logging
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from geanstalk.config import ServerConfig
+from geanstalk.journal import Journal, NullJournal
+from geanstalk.protocol import Connection
+from geanstalk.server import Server
+
+log = logging.getLogger("geanstalk")
+
+Hook = Callable[["Runner"], "Awaitable[None] | None"]
+
+LISTEN_BACKLOG = 1024
+# How long the graceful stop waits for closing transports to flush.
+STOP_FLUSH_SECONDS = 2.0
+
+
+class Runner:
+    """Owns one server from start to stop; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        sockets: list[socket.socket] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        install_signals: bool = True,
+        early_signals: list[int] | None = None,
+        connection_factory: Callable[[Server], Any] = Connection,
+    ) -> None:
+        self.config = config
+        self.sockets = list(sockets or [])
+        self.clock = clock
+        self.install_signals = install_signals
+        self.early_signals = list(early_signals or [])
+        self.connection_factory = connection_factory
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: Server | None = None
+        self.journal: Journal | None = None
+        self.listeners: list[asyncio.AbstractServer] = []
+        self.ready = False
+        self.stopping = False
+        self.on_ready: list[Hook] = []
+        self.on_stopping: list[Hook] = []
+        self._stop: asyncio.Future[str] | None = None
+        self._stopped = False
+
+    # --- start ---------------------------------------------------------------
+
+    def open_journal(self, loop: asyncio.AbstractEventLoop) -> Journal:
+        """The journal the config asks for: the binlog with -b, else none."""
+        cfg = self.config
+        if cfg.binlog_dir is None:
+            # Without -b the stats still show the -s value, as the reference's do.
+            return NullJournal(cfg.binlog_size)
+        from geanstalk.binlog import Binlog
+
+        return Binlog.open(cfg.binlog_dir, cfg.fsync_ms, cfg.binlog_size, loop)
+
+    async def start(self) -> None:
+        """Replay the journal, build the facade, accept connections."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self._stop = loop.create_future()
+        cfg = self.config
+        journal = self.open_journal(loop)
+        self.journal = journal
+        server = Server(
+            loop,
+            journal,
+            cfg.max_job_size,
+            cfg.output_cap,
+            clock=self.clock,
+            connection_factory=self.connection_factory,
+        )
+        self.server = server
+        recover = getattr(journal, "recover", None)
+        if recover is not None:
+            jobs, next_id = recover()
+            server.restore(jobs, next_id)
+            log.info("recovered %d jobs from the binlog", len(jobs))
+        if self.install_signals:
+            self._install_signals()
+        for sock in self.sockets:
+            await self.add_listener(sock)
+        self.ready = True
+        await self._run_hooks(self.on_ready)
+
+    async def add_listener(
+        self,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.BaseProtocol] | None = None,
+        **kw: Any,
+    ) -> asyncio.AbstractServer:
+        """Accept beanstalk connections on a bound, listening socket.
+
+        ``factory`` defaults to the server's connection factory; ``kw`` goes
+        to loop.create_server (ssl=, ssl_handshake_timeout=, ...).
+        """
+        assert self.loop is not None and self.server is not None
+        server = self.server
+        if factory is None:
+            make = server.connection_factory
+            assert make is not None
+
+            def factory() -> asyncio.BaseProtocol:
+                return make(server)
+
+        listener = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG, **kw)
+        self.listeners.append(listener)
+        return listener
+
+    def _install_signals(self) -> None:
+        loop = self.loop
+        server = self.server
+        assert loop is not None and server is not None
+        loop.add_signal_handler(signal.SIGUSR1, server.drain)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        if hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # Signals that came before the loop was running (see cli.py).
+        for signum in self.early_signals:
+            if signum == signal.SIGUSR1:
+                server.drain()
+            else:
+                self.request_stop(signal.Signals(signum).name)
+        self.early_signals.clear()
+
+    # --- stop ------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "stop") -> None:
+        """Ask for a graceful stop (a signal handler, a test, a lost leadership)."""
+        if self._stop is not None and not self._stop.done():
+            log.info("%s: stopping", reason)
+            self._stop.set_result(reason)
+
+    async def wait(self) -> str:
+        """Until a stop is requested; returns its reason."""
+        assert self._stop is not None, "start() first"
+        return await asyncio.shield(self._stop)
+
+    async def stop(self) -> None:
+        """Graceful stop; safe to call twice, or after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopping = True
+        self.ready = False
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result("stop")
+        await self._run_hooks(self.on_stopping)
+        if self.server is not None:
+            await shutdown(self.server, self.listeners)
+        elif self.journal is not None:
+            await self.journal.close()
+        if self.install_signals and self.loop is not None:
+            for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+                self.loop.remove_signal_handler(sig)
+
+    async def _run_hooks(self, hooks: list[Hook]) -> None:
+        for hook in list(hooks):
+            try:
+                result = hook(self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("hook %r failed", hook)
+
+
+async def shutdown(server: Server, listeners: list[Any]) -> None:
+    """No new connections or commands, every reply already earned goes out
+    (after the journal is synced), then the connections close."""
+    for listener in listeners:
+        listener.close()
+    for conn in list(server.connections):
+        conn.stop_reading()
+    server.timers.close()
+    await server.journal.close()
+    for conn in list(server.connections):
+        t = getattr(conn, "transport", None)
+        if t is not None and not t.is_closing():
+            t.close()
+    # Closing transports flush what they hold; give them a bounded moment.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_FLUSH_SECONDS
+    while server.connections and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+def serve(
+    config: ServerConfig,
+    sockets: list[socket.socket],
+    early_signals: list[int] | None = None,
+) -> int:
+    """Run a server in this process until SIGTERM/SIGINT; the exit status."""
+
+    async def main() -> int:
+        # Every job is a GC-tracked object that lives long: collect the young
+        # generation less often and leave the start-up objects out of full passes.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        runner = Runner(config, sockets, early_signals=early_signals)
+        try:
+            await runner.start()
+            await runner.wait()
+        finally:
+            await runner.stop()
+        return 0
+
+    if config.uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            log.info("event loop: asyncio (uvloop is not installed)")
+        else:
+            log.info("event loop: uvloop %s", uvloop.__version__)
+            return uvloop.run(main())
+    else:
+        log.info("event loop: asyncio (--no-uvloop)")
+    return asyncio.run(main())
