@@ -79,29 +79,75 @@ class UsageError(Exception):
     pass
 
 
+_WHITE = " \t\n\v\f\r"
+SIZE_T_MAX = (1 << 64) - 1
+
+
+def parse_size_t(text: str) -> int:
+    """A size as beanstalkd reads one, with sscanf's "%zu%c".
+
+    Leading white space and a sign are allowed, nothing may follow the
+    digits; a minus sign wraps around (-1 is the largest size_t) and an
+    overflow saturates, so `-z -1` means "as large as allowed" to 1.12.
+    """
+    rest = text.lstrip(_WHITE)
+    negative = rest[:1] == "-"
+    if rest[:1] in ("-", "+"):
+        rest = rest[1:]
+    if not rest or not rest.isascii() or not rest.isdigit():
+        raise UsageError(f"invalid size: {text}")
+    value = int(rest)
+    if value > SIZE_T_MAX:
+        return SIZE_T_MAX
+    return (-value) & SIZE_T_MAX if negative else value
+
+
+def _signed(value: int, bits: int) -> int:
+    """The C cast of a size_t to a signed integer of `bits` bits."""
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
 def _size(flag: str, text: str) -> int:
-    if not text.isdigit():
+    """A long option's size: a plain non-negative decimal number."""
+    if not text.isascii() or not text.isdigit():
         raise UsageError(f"invalid size: {text} (for {flag})")
     return int(text)
 
 
+def parse_port(text: str) -> int:
+    """A port as getaddrinfo() takes beanstalkd's -p: decimal digits, taken
+    modulo 2^16 as glibc does (-p 65536 is port 0, any free port), or a
+    service name from /etc/services."""
+    if text.isascii() and text.isdigit():
+        return min(int(text), (1 << 64) - 1) & 0xFFFF
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        raise PortError(text) from None
+
+
+class PortError(UsageError):
+    """-p names no port: 1.12 fails in getaddrinfo() and exits 111."""
+
+
 def _apply(opts: ServerConfig, flag: str, value: str | None) -> None:
     if flag == "p":
-        if not (value or "").isdigit() or int(value) > 65535:  # type: ignore[arg-type]
-            raise UsageError(f"invalid port: {value}")
-        opts.port = int(value)  # type: ignore[arg-type]
+        opts.port = parse_port(value)  # type: ignore[arg-type]
     elif flag == "l":
         opts.listen = value  # type: ignore[assignment]
     elif flag == "z":
-        size = _size("-z", value)  # type: ignore[arg-type]
+        size = parse_size_t(value)  # type: ignore[arg-type]
         if size > JOB_SIZE_MAX:
             print(f"geanstalk: maximum job size was set to {JOB_SIZE_MAX}", file=sys.stderr)
             size = JOB_SIZE_MAX
         opts.max_job_size = size
     elif flag == "s":
-        opts.binlog_size = _size("-s", value)  # type: ignore[arg-type]
+        # 1.12 keeps the file size in an int: stats show that int.
+        opts.binlog_size = _signed(parse_size_t(value), 32)  # type: ignore[arg-type]
     elif flag == "f":
-        opts.fsync_ms = _size("-f", value)  # type: ignore[arg-type]
+        # An int64 of milliseconds; a negative one syncs on every write, as -f 0.
+        opts.fsync_ms = max(0, _signed(parse_size_t(value), 64))  # type: ignore[arg-type]
     elif flag == "F":
         opts.fsync_ms = None
     elif flag == "b":
@@ -244,6 +290,13 @@ def _become(user: str) -> None:
 def run(argv: list[str], prog: str, command: str | None = None) -> int:
     try:
         opts, action = parse_args(argv)
+    except PortError as exc:
+        print(
+            f"{prog}: cannot listen on port {exc}: getaddrinfo(): "
+            "Servname not supported for ai_socktype",
+            file=sys.stderr,
+        )
+        return 111
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         print(USAGE.format(prog=command or prog), file=sys.stderr, end="")

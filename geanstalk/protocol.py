@@ -598,6 +598,13 @@ class Connection(asyncio.Protocol):
             self._closed_by_us()
 
     def _closed_by_us(self) -> None:
+        """Close after the last reply, and let go of the connection's state in
+        the same step, as 1.12 does: its reservations are back in their tubes
+        before any other client can ask (connection_lost then finds it done)."""
+        if not self._closed:
+            self._closed = True
+            self._state = S_CLOSE
+            self.server.disconnected(self)
         t = self.transport
         if t is not None and not t.is_closing():
             t.close()
@@ -682,7 +689,12 @@ class Connection(asyncio.Protocol):
         reply = frame_job(word, job) if job is not None else word + b"\r\n"
         self._state = S_COMMAND
         self._send(reply)
-        if self._buf or self._eof:
+        if self._eof and not self._buf:
+            # Half-closed with nothing more to answer: close now, not a loop
+            # iteration later.
+            self._finish_eof()
+            self._flush()
+        elif self._buf or self._eof:
             self._schedule_resume()
         else:
             self._update_reading()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from geanstalk.config import ServerConfig
+from geanstalk.config import DEFAULT_BINLOG_SIZE, ServerConfig
 from geanstalk.journal import Journal, NullJournal
 from geanstalk.protocol import Connection
 from geanstalk.server import Server
@@ -80,7 +80,13 @@ class Runner:
             return NullJournal(cfg.binlog_size)
         from geanstalk.binlog import Binlog
 
-        return Binlog.open(cfg.binlog_dir, cfg.fsync_ms, cfg.binlog_size, loop)
+        size = cfg.binlog_size
+        if size <= 0:
+            # 1.12 keeps -s in an int and goes on with a nonsensical file
+            # size; a log needs a real one (docs/COMPAT.md).
+            log.warning("binlog file size %d is not positive; using %d", size, DEFAULT_BINLOG_SIZE)
+            size = DEFAULT_BINLOG_SIZE
+        return Binlog.open(cfg.binlog_dir, cfg.fsync_ms, size, loop)
 
     async def start(self) -> None:
         """Replay the journal, build the facade, accept connections."""

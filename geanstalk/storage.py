@@ -176,16 +176,22 @@ class StorageService:
                 self._unreserve(job)
                 self._make_ready(job)
                 self._kick_waiters(job.tube)
-        for t in client.watch:
+        # 1.12 empties the watch list by taking out its first entry and moving
+        # the last one into the hole, and only then lets go of the used tube;
+        # tubes that go leave list-tubes by the same swap, so the order in
+        # which they go decides the order of the tubes that stay.
+        watch, client.watch = client.watch, []
+        while watch:
+            t = watch[0]
+            last = watch.pop()
+            if watch:
+                watch[0] = last
             t.watching -= 1
-        watched, client.watch = client.watch, []
+            self._maybe_drop(t)
         used, client.use = client.use, None
         if used is not None:
             used.using -= 1
             self._maybe_drop(used)
-        for t in watched:
-            if t.index >= 0:
-                self._maybe_drop(t)
 
     # --- pause -------------------------------------------------------------
 

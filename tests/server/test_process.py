@@ -55,10 +55,10 @@ def test_help_flag() -> None:
         (("-x",), "unknown flag: -x"),
         (("-p",), "flag requires an argument: -p"),
         (("-z", "abc"), "invalid size: abc"),
-        (("-f", "-3"), "invalid size: -3"),
+        (("-f", "3x"), "invalid size: 3x"),
         (("--bogus",), "unknown flag: --bogus"),
         (("--port",), "flag requires an argument: --port"),
-        (("-p", "99999"), "invalid port: 99999"),
+        (("-s", ""), "invalid size: "),
         (("stray",), "unknown argument: stray"),
     ],
 )

@@ -1261,6 +1261,38 @@ add(
 
 # --- connections ------------------------------------------------------------------
 add(
+    Conversation(
+        "closing_connection_destroys_its_tubes_in_the_reference_order",
+        [
+            S("a", b"watch {t}\r\nwatch {u}\r\n", b"WATCHING 2\r\nWATCHING 3\r\n"),
+            S("b", b"watch {v}\r\nwatch {w}\r\n", b"WATCHING 2\r\nWATCHING 3\r\n"),
+            S("a", CLOSE),
+            # 1.12 takes out default, then moves {u} first and destroys it
+            # (moving {w} into its place in the tube list), then {t}.
+            S("c", b"list-tubes\r\n", yaml_list("default", "{v}", "{w}"), poll=True),
+        ],
+        fresh=(),
+        tubes=("t", "u", "v", "w"),
+    )
+)
+add(
+    Conversation(
+        "closing_connection_destroys_tubes_around_kept_ones_in_the_reference_order",
+        [
+            S("a", b"watch {t}\r\n", b"WATCHING 2\r\n"),
+            S("b", b"watch {k1}\r\n", b"WATCHING 2\r\n"),
+            S("a", b"watch {u}\r\n", b"WATCHING 3\r\n"),
+            S("b", b"watch {k2}\r\n", b"WATCHING 3\r\n"),
+            S("a", b"watch {v}\r\n", b"WATCHING 4\r\n"),
+            S("b", b"watch {k3}\r\n", b"WATCHING 4\r\n"),
+            S("a", CLOSE),
+            S("c", b"list-tubes\r\n", yaml_list("default", "{k2}", "{k1}", "{k3}"), poll=True),
+        ],
+        fresh=(),
+        tubes=("t", "u", "v", "k1", "k2", "k3"),
+    )
+)
+add(
     C(
         "disconnect_releases_reserved_job",
         own("a"),
@@ -1280,6 +1312,26 @@ add(
         S("a", b"", CLOSED),
     )
 )
+
+
+def _half_close_in_reserve_releases_at_once(rounds: int) -> Conversation:
+    """1.12 closes a half-closed client blocked in reserve in the step that
+    answers TIMED_OUT: its reservation is back before anyone can look."""
+    steps: list[Step] = []
+    for i in range(rounds):
+        a = f"a{i}"
+        steps += [
+            own(a),
+            S(a, put(b"x") + b"reserve\r\n", b"INSERTED {j%d}\r\n" % i + reserved(f"j{i}", b"x")),
+            S(a, b"reserve\r\n"),
+            S(a, SHUT_WR, b"TIMED_OUT\r\n"),
+            S("b", b"stats-job {j%d}\r\n" % i, stats_job(f"{{j{i}}}", state="ready", reserves=1)),
+            S("b", b"delete {j%d}\r\n" % i, b"DELETED\r\n"),
+        ]
+    return C("half_closed_client_in_reserve_releases_its_jobs_with_the_reply", *steps)
+
+
+add(_half_close_in_reserve_releases_at_once(5))
 add(one("quit_closes_connection", b"quit\r\n", CLOSED))
 add(C("quit_ignores_pipelined_rest", S("a", b"quit\r\nlist-tube-used\r\n", CLOSED)))
 add(
