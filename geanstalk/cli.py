@@ -49,6 +49,23 @@ EXIT_USAGE = 5
 # status. `serve` is here too, so every command goes through one table.
 COMMANDS: dict[str, str] = {
     "serve": "geanstalk.cli:serve_main",
+    "import-binlog": "geanstalk.import_binlog:main",
+    # the admin CLI (geanstalk/admin/): talks the protocol to any beanstalk server
+    "stats": "geanstalk.admin.views:stats",
+    "tubes": "geanstalk.admin.views:tubes",
+    "top": "geanstalk.admin.top:top",
+    "peek": "geanstalk.admin.jobs:peek",
+    "job": "geanstalk.admin.jobs:job",
+    "put": "geanstalk.admin.jobs:put",
+    "kick": "geanstalk.admin.jobs:kick",
+    "kick-job": "geanstalk.admin.jobs:kick_job",
+    "bury": "geanstalk.admin.jobs:bury",
+    "delete": "geanstalk.admin.jobs:delete",
+    "move": "geanstalk.admin.jobs:move",
+    "pause": "geanstalk.admin.jobs:pause",
+    "tail": "geanstalk.admin.jobs:tail",
+    "dump": "geanstalk.admin.dumpload:dump",
+    "load": "geanstalk.admin.dumpload:load",
 }
 
 _LONG = {
@@ -372,6 +389,18 @@ def _run_server(sock: socket.socket, opts: ServerConfig, prog: str, early: list[
     if opts.verbose:
         log.info("pid %d", os.getpid())
 
+    if opts.binlog_dir is not None:
+        from geanstalk.beanstalkd_binlog import looks_like_beanstalkd
+
+        if looks_like_beanstalkd(opts.binlog_dir):
+            print(
+                f"{prog}: {opts.binlog_dir} holds a beanstalkd binlog, not a geanstalk one; "
+                f"bring its jobs across with: geanstalk import-binlog {opts.binlog_dir} NEW_DIR "
+                "(then serve -b NEW_DIR)",
+                file=sys.stderr,
+            )
+            return 10
+
     from geanstalk.errors import BinlogError
     from geanstalk.runner import serve
 
@@ -399,6 +428,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else EXIT_USAGE
     if args[0] in ("-v", "--version"):
         return run(args[:1], "geanstalk")
+    # `geanstalk -a HOST:PORT stats` as well as `geanstalk stats -a HOST:PORT`
+    lead: list[str] = []
+    while args[0] in ("-a", "--address", "--json") or args[0].startswith("--address="):
+        take = 2 if args[0] in ("-a", "--address") else 1
+        lead, args = lead + args[:take], args[take:]
+        if not args:
+            print("geanstalk: a command is needed after the options", file=sys.stderr)
+            return EXIT_USAGE
     target = COMMANDS.get(args[0])
     if target is None:
         print(f"geanstalk: unknown command: {args[0]}", file=sys.stderr)
@@ -406,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     import importlib
 
     module, _, function = target.partition(":")
-    return int(getattr(importlib.import_module(module), function)(args[1:]) or 0)
+    return int(getattr(importlib.import_module(module), function)(args[1:] + lead) or 0)
 
 
 def beanstalkd_main(argv: list[str] | None = None) -> int:
