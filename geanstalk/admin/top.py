@@ -154,6 +154,15 @@ def _cbreak(fd: int) -> Iterator[None]:
         sys.stdout.flush()
 
 
+def _terminal_size(fd: int) -> os.terminal_size:
+    """The terminal's own size (not $COLUMNS), or 120x40 where it reports none."""
+    try:
+        size = os.get_terminal_size(fd)
+    except OSError:
+        return os.terminal_size((120, 40))
+    return size if size.columns and size.lines else os.terminal_size((120, 40))
+
+
 def _wait_for_quit(fd: int, seconds: float) -> bool:
     """Wait up to seconds for a key; True when it was q (or Q, or end of input)."""
     deadline = time.monotonic() + seconds
@@ -189,10 +198,10 @@ def _top(args: argparse.Namespace, client: Client) -> int:
     with _cbreak(fd):
         while True:
             cur = Snapshot(client, args.pattern)
-            size = os.get_terminal_size(sys.stdout.fileno())
+            size = _terminal_size(sys.stdout.fileno())
             lines = render(client.address, frame(prev, cur), size.columns)[: size.lines - 1]
             lines.append("(q quits)")
-            sys.stdout.write("\x1b[H\x1b[2J" + "\r\n".join(lines))
+            sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines))
             sys.stdout.flush()
             shown += 1
             prev = cur
