@@ -75,6 +75,10 @@ class BeanstalkdJob:
     kicks: int
     state: int
     body: bytes
+    # Position of the record that last changed the job's state: buried jobs were
+    # buried in this order, the order beanstalkd's kick followed before it
+    # stopped. A compaction copy (same state, same counts) does not move it.
+    order: int = 0
 
 
 @dataclass
@@ -83,6 +87,7 @@ class BeanstalkdLog:
 
     # Live jobs in the order beanstalkd's replay list holds them (first record seen).
     jobs: dict[int, BeanstalkdJob] = field(default_factory=dict)
+    records: int = 0  # records applied so far, for BeanstalkdJob.order
     files: list[str] = field(default_factory=list)
     max_id: int = 0  # the highest id replay created a job for; beanstalkd goes on from +1
     damage: list[Damage] = field(default_factory=list)
@@ -249,8 +254,22 @@ class _FileReader:
         else:
             assert job is not None
             tube, body = job.tube, job.body + b"\r\n"
+        self.log.records += 1
+        order = self.log.records
+        if job is not None and job.state == state and job.buries == counters[3]:
+            order = job.order  # a compaction copy (or no change): not a new bury
         image = BeanstalkdJob(
-            job_id, tube, pri, delay, ttr, created, deadline, *counters, state, body[:-2]
+            job_id,
+            tube,
+            pri,
+            delay,
+            ttr,
+            created,
+            deadline,
+            *counters,
+            state,
+            body[:-2],
+            order,
         )
         if job is None:
             jobs[job_id] = image

@@ -40,8 +40,9 @@ def to_image(job: bb.BeanstalkdJob, order: int) -> fmt.JobImage:
     """A beanstalkd job as geanstalk's log stores it.
 
     ``buries`` is taken as recorded: what beanstalkd's ``stats-job`` showed
-    before it stopped. (beanstalkd 1.12 itself adds one to every buried job's
-    count each time it replays its log.)
+    before it stopped (beanstalkd 1.12 itself adds one to every buried job's
+    count each time it replays its log; geanstalk keeps the true count, see
+    docs/COMPAT.md).
     """
     state = _STATES[job.state]
     return fmt.JobImage(
@@ -154,7 +155,10 @@ def import_binlog(
             "nothing was written; --force imports the jobs that could be read "
             "(as beanstalkd itself would start with them)"
         )
-    images = [to_image(job, order) for order, job in enumerate(log.jobs.values(), start=1)]
+    # In the order of each job's last record: buried jobs keep the order they
+    # were buried in (kick takes them as it did before beanstalkd stopped).
+    ordered = sorted(log.jobs.values(), key=lambda job: job.order)
+    images = [to_image(job, order) for order, job in enumerate(ordered, start=1)]
     with locked_destination(dest):
         existing = [n for n in os.listdir(dest) if n.startswith("binlog.")]
         if existing:

@@ -48,11 +48,11 @@ def job_states(address: tuple[str, int], last_id: int) -> dict[int, tuple[dict, 
     return out
 
 
-def beanstalkd_workload(directory: Path) -> tuple[dict[int, tuple[dict, bytes]], int]:
+def beanstalkd_workload(directory: Path) -> tuple[dict[int, tuple[dict, bytes]], int, list[int]]:
     """Run beanstalkd -b directory through puts, deletes, buries, kicks, delays; stop it.
 
-    Returns what it showed for every live job just before it stopped, and the
-    highest id it gave.
+    Returns what it showed for every live job just before it stopped, the
+    highest id it gave, and the ids in the order they were buried.
     """
     rng = random.Random(1012)
     with (
@@ -91,23 +91,22 @@ def beanstalkd_workload(directory: Path) -> tuple[dict[int, tuple[dict, bytes]],
         last = gs.put(b"last", priority=1)
         before = job_states(server.address, last)
     assert len(bb.list_files(str(directory))) >= 3, "the log should have rotated"
-    return before, last
+    return before, last, buried
 
 
 @pytest.fixture(scope="module")
-def beanstalkd_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, int]:
+def beanstalkd_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, int, list[int]]:
     if BEANSTALKD is None:
         pytest.skip(SKIP_NO_REFERENCE)
     directory = tmp_path_factory.mktemp("beanstalkd-log")
-    before, last = beanstalkd_workload(directory)
-    return directory, before, last
+    return (directory, *beanstalkd_workload(directory))
 
 
 @reference
 def test_import_matches_restarted_beanstalkd_job_for_job(
-    beanstalkd_log: tuple[Path, dict, int], tmp_path: Path
+    beanstalkd_log: tuple[Path, dict, int, list[int]], tmp_path: Path
 ) -> None:
-    source, before, last = beanstalkd_log
+    source, before, last, bury_order = beanstalkd_log
     untouched = snapshot_dir(source)
     copy = tmp_path / "beanstalkd-copy"
     shutil.copytree(source, copy)
@@ -147,10 +146,23 @@ def test_import_matches_restarted_beanstalkd_job_for_job(
             for tube in TUBES:
                 a.use(tube)
                 b.use(tube)
-                for peek in ("peek_ready", "peek_delayed", "peek_buried"):
+                for peek in ("peek_ready", "peek_delayed"):
                     got = [getattr(c, peek)().id if _has(c, peek) else None for c in (a, b)]
                     assert got[0] == got[1], (tube, peek)
-                assert a.kick(100) == b.kick(100)
+                # kick takes buried jobs in the order they were buried, as
+                # beanstalkd did before it stopped (1.12 itself, restarted,
+                # follows its replay order instead: docs/COMPAT.md)
+                kicked = []
+                while _has(a, "peek_buried"):
+                    kicked.append(a.peek_buried().id)
+                    assert a.kick(1) == 1
+                expected = [
+                    j
+                    for j in bury_order
+                    if before[j][0]["tube"] == tube and before[j][0]["state"] == "buried"
+                ]
+                assert kicked == expected, tube
+                assert b.kick(100) == len(expected)
             # new jobs go on from the same id
             assert a.put(b"new") == b.put(b"new") == last + 1
 
