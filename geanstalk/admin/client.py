@@ -34,7 +34,7 @@ class Refused(AdminError):
 
 
 def parse_address(text: str | None) -> tuple[str, int]:
-    """HOST:PORT, [V6]:PORT or HOST; default from BEANSTALKD_ADDR, then 127.0.0.1:11300."""
+    """HOST:PORT, [V6]:PORT or HOST (port 11300); default $BEANSTALKD_ADDR, then 127.0.0.1:11300."""
     text = text or os.environ.get("BEANSTALKD_ADDR") or DEFAULT_ADDRESS
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -100,15 +100,28 @@ class Client:
     """One connection to a beanstalk server; every method is one request and its reply."""
 
     def __init__(self, address: str | None = None, timeout: float | None = 10.0) -> None:
-        self.host, self.port = parse_address(address)
-        self.address = f"{self.host}:{self.port}"
+        text = address or os.environ.get("BEANSTALKD_ADDR") or DEFAULT_ADDRESS
         self.timeout = timeout
         self._buf = b""
-        try:
-            self._sock = socket.create_connection((self.host, self.port), timeout=timeout)
-        except OSError as exc:
-            raise Unreachable(f"cannot connect to {self.address}: {exc.strerror or exc}") from exc
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if text.startswith("unix:"):  # a server started with -l unix:PATH
+            self.address = text
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.settimeout(timeout)
+            try:
+                self._sock.connect(text[5:])
+            except OSError as exc:
+                self._sock.close()
+                raise Unreachable(f"cannot connect to {text}: {exc.strerror or exc}") from exc
+        else:
+            host, port = parse_address(text)
+            self.address = f"{host}:{port}"
+            try:
+                self._sock = socket.create_connection((host, port), timeout=timeout)
+            except OSError as exc:
+                raise Unreachable(
+                    f"cannot connect to {self.address}: {exc.strerror or exc}"
+                ) from exc
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.using = "default"
         self.watching = ["default"]
 

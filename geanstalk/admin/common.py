@@ -79,7 +79,8 @@ def make_main(name: str, description: str, configure: Configure, action: Action)
             "-a",
             "--address",
             metavar="HOST:PORT",
-            help="server to talk to (default: $BEANSTALKD_ADDR, else 127.0.0.1:11300)",
+            help="server to talk to: HOST:PORT or unix:PATH "
+            "(default: $BEANSTALKD_ADDR, else 127.0.0.1:11300)",
         )
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         configure(parser)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import greenstalk
 import pytest
 
 from tests.admin.conftest import Result, run_cli
-from tests.servers import ServerProcess, free_port
+from tests.servers import ServerProcess, free_port, geanstalk_command
 
 Cli = Callable[..., Result]
 
@@ -240,3 +242,21 @@ def test_address_from_environment(server: ServerProcess, monkeypatch: pytest.Mon
     monkeypatch.setenv("BEANSTALKD_ADDR", f"127.0.0.1:{server.port}")
     result = run_cli(["stats", "--json"])
     assert result.code == 0 and json.loads(result.out)["pid"] == server.pid
+
+
+def test_unix_socket_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "g.sock"
+    proc = subprocess.Popen(geanstalk_command("-l", f"unix:{path}"), stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        result = run_cli(["put", "sock", "--body", "via unix", "-a", f"unix:{path}"])
+        assert result.code == 0, result.err
+        shown = run_cli(["job", result.text.strip(), "--json", "-a", f"unix:{path}"])
+        assert json.loads(shown.out)["body"] == "via unix"
+        assert run_cli(["stats", "-a", f"unix:{tmp_path / 'none'}"]).code == 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
