@@ -293,21 +293,57 @@ def frame_ok(doc: bytes) -> bytes:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: bytes in, replies out, in order."""
+    """One client connection: bytes in, replies out, in order.
+
+    Ten thousand idle connections must fit in a few MiB, so the per-connection
+    footprint is kept small: slots rather than a __dict__, the dispatch tables
+    built once per class (their handlers are plain functions taking self), the
+    peer's address formatted only when something logs it, and the queue of
+    replies held behind the log created only when the first one is held.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_close_when_flushed",
+        "_closed",
+        "_eof",
+        "_held",
+        "_job",
+        "_max_job_size",
+        "_need",
+        "_new_job",
+        "_ops",
+        "_out",
+        "_peer",
+        "_put_job",
+        "_read_paused",
+        "_reserve_next",
+        "_resume_pending",
+        "_send",
+        "_skip_reply",
+        "_state",
+        "_stopping",
+        "_write_paused",
+        "client",
+        "server",
+        "stats",
+        "transport",
+    )
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.stats = server.stats
         self._ops = server.stats.ops  # the cmd-* counters, bumped on every command
         self.transport: Any = None
-        self.peer = "?"
+        self._peer: str | None = None
         self._buf: bytes | bytearray = b""
         self._state = S_COMMAND
         self._job: Job | None = None  # the put whose body is being read
         self._need = 0  # bytes still to read (S_DATA) or to skip (S_SKIP)
         self._skip_reply = b""
         self._out: list[bytes] = []
-        self._held: deque[tuple[int, bytes]] = deque()
+        # Replies waiting for the log (-b): a deque made by the first one held.
+        self._held: deque[tuple[int, bytes]] | None = None
         self._eof = False
         self._closed = False
         self._close_when_flushed = False
@@ -320,44 +356,18 @@ class Connection(asyncio.Protocol):
         self._put_job = server.store_job
         self._reserve_next = server.reserve_next
         self.client = server.new_client(self._wake)
-        self._handlers = {
-            OP_PUT: self._put,
-            OP_PEEKJOB: self._peek,
-            OP_PEEK_READY: self._peek_ready,
-            OP_PEEK_DELAYED: self._peek_delayed,
-            OP_PEEK_BURIED: self._peek_buried,
-            OP_RESERVE_TIMEOUT: self._reserve_timeout,
-            OP_RESERVE_JOB: self._reserve_job,
-            OP_RESERVE: self._reserve,
-            OP_DELETE: self._delete,
-            OP_RELEASE: self._release,
-            OP_BURY: self._bury,
-            OP_KICK: self._kick,
-            OP_KICKJOB: self._kick_job,
-            OP_TOUCH: self._touch,
-            OP_STATSJOB: self._stats_job,
-            OP_STATS_TUBE: self._stats_tube,
-            OP_STATS: self._stats,
-            OP_USE: self._use,
-            OP_WATCH: self._watch,
-            OP_IGNORE: self._ignore,
-            OP_LIST_TUBES_WATCHED: self._list_tubes_watched,
-            OP_LIST_TUBE_USED: self._list_tube_used,
-            OP_LIST_TUBES: self._list_tubes,
-            OP_QUIT: self._quit,
-            OP_PAUSE_TUBE: self._pause_tube,
-        }
-        # Fast path: first word straight to (handler, where its argument
-        # starts), for a line with a space after the word and for a line
-        # that is the word alone; anything else goes by prefix.
-        self._spaced = {word: (self._handlers[op], _ARG_AT[op]) for word, (op, _) in _WORDS.items()}
-        self._bare = {
-            word: (self._handlers[op], _ARG_AT[op])
-            for word, (op, needs_space) in _WORDS.items()
-            if not needs_space
-        }
         # Replies go out at once, or wait for the log to make them durable (-b).
         self._send = self._emit if server.gated else self._write
+
+    @property
+    def peer(self) -> str:
+        """The client's address as logs show it (formatted on first use)."""
+        peer = self._peer
+        if peer is None:
+            t = self.transport
+            name = t.get_extra_info("peername") if t is not None else None
+            peer = self._peer = str(name) if name else ("unix" if t is not None else "?")
+        return peer
 
     # --- asyncio.Protocol ---------------------------------------------------
 
@@ -365,8 +375,6 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         if self.server.output_cap < HIGH_WATER:
             transport.set_write_buffer_limits(high=self.server.output_cap)
-        peer = transport.get_extra_info("peername")
-        self.peer = str(peer) if peer else "unix"
         self.server.connected(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -481,13 +489,13 @@ class Connection(asyncio.Protocol):
                     reply = BAD_FORMAT
                 else:
                     sp = line.find(b" ")
-                    entry = self._bare.get(line) if sp < 0 else self._spaced.get(line[:sp])
+                    entry = _BARE.get(line) if sp < 0 else _SPACED.get(line[:sp])
                     if entry is None:
                         handler, at = self._by_prefix(line)
                     else:
                         handler, at = entry
                     try:
-                        reply = handler(line, at)
+                        reply = handler(self, line, at)
                     except NotFound:
                         reply = NOT_FOUND
                     except Exception:
@@ -572,9 +580,9 @@ class Connection(asyncio.Protocol):
         """The handler for a line whose first word is not a command as it
         stands (the reference also takes prefixes, e.g. "reservex")."""
         op = which_command(line)
-        handler = self._handlers.get(op)
+        handler = _HANDLERS.get(op)
         if handler is None:
-            return self._unknown, 0
+            return Connection._unknown, 0
         return handler, _ARG_AT[op]
 
     def _unknown(self, line: bytes, at: int) -> bytes:
@@ -613,10 +621,13 @@ class Connection(asyncio.Protocol):
         """With -b: write, unless a log record this reply depends on is not durable yet."""
         journal = self.server.journal
         seq = journal.pending()
-        if self._held:
-            self._held.append((seq, data))
+        held = self._held
+        if held:
+            held.append((seq, data))
         elif seq > journal.durable():
-            self._held.append((seq, data))
+            if held is None:
+                held = self._held = deque()
+            held.append((seq, data))
             journal.wait_durable(seq, self._release_held)
         else:
             self._write(data)
@@ -625,6 +636,7 @@ class Connection(asyncio.Protocol):
         journal = self.server.journal
         durable = journal.durable()
         held = self._held
+        assert held is not None
         while held and held[0][0] <= durable:
             self._write(held.popleft()[1])
         if held:
@@ -930,3 +942,43 @@ class Connection(asyncio.Protocol):
             return BAD_FORMAT
         self.server.pause_tube(name, r[0])
         return PAUSED
+
+
+# The dispatch tables, built once: op -> handler (a function taking the
+# connection), and the fast path's first word -> (handler, where its argument
+# starts), for a line with a space after the word and for the word alone.
+_HANDLERS: dict[int, Any] = {
+    OP_PUT: Connection._put,
+    OP_PEEKJOB: Connection._peek,
+    OP_PEEK_READY: Connection._peek_ready,
+    OP_PEEK_DELAYED: Connection._peek_delayed,
+    OP_PEEK_BURIED: Connection._peek_buried,
+    OP_RESERVE_TIMEOUT: Connection._reserve_timeout,
+    OP_RESERVE_JOB: Connection._reserve_job,
+    OP_RESERVE: Connection._reserve,
+    OP_DELETE: Connection._delete,
+    OP_RELEASE: Connection._release,
+    OP_BURY: Connection._bury,
+    OP_KICK: Connection._kick,
+    OP_KICKJOB: Connection._kick_job,
+    OP_TOUCH: Connection._touch,
+    OP_STATSJOB: Connection._stats_job,
+    OP_STATS_TUBE: Connection._stats_tube,
+    OP_STATS: Connection._stats,
+    OP_USE: Connection._use,
+    OP_WATCH: Connection._watch,
+    OP_IGNORE: Connection._ignore,
+    OP_LIST_TUBES_WATCHED: Connection._list_tubes_watched,
+    OP_LIST_TUBE_USED: Connection._list_tube_used,
+    OP_LIST_TUBES: Connection._list_tubes,
+    OP_QUIT: Connection._quit,
+    OP_PAUSE_TUBE: Connection._pause_tube,
+}
+_SPACED: dict[bytes, tuple[Any, int]] = {
+    word: (_HANDLERS[op], _ARG_AT[op]) for word, (op, _) in _WORDS.items()
+}
+_BARE: dict[bytes, tuple[Any, int]] = {
+    word: (_HANDLERS[op], _ARG_AT[op])
+    for word, (op, needs_space) in _WORDS.items()
+    if not needs_space
+}

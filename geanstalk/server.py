@@ -107,7 +107,8 @@ class Server:
     def connected(self, conn: Peer) -> None:
         self.connections.add(conn)
         self.stats.connected()
-        log.info("accept %s", conn.peer)
+        if log.isEnabledFor(logging.INFO):  # formatting the peer costs; only at -V
+            log.info("accept %s", conn.peer)
 
     def disconnected(self, conn: Peer) -> None:
         if conn not in self.connections:
@@ -117,7 +118,8 @@ class Server:
         self.lock.stop_waiting(client)
         self.storage.detach(client)
         self.stats.disconnected(client.producer, client.worker)
-        log.info("close %s", conn.peer)
+        if log.isEnabledFor(logging.INFO):
+            log.info("close %s", conn.peer)
 
     # --- jobs -------------------------------------------------------------------
 
