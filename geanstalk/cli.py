@@ -40,6 +40,12 @@ Options:
 Long forms: --binlog-dir --fsync-ms --no-fsync --listen --port --user
 --max-job-size --binlog-size --version --verbose --help; --no-uvloop runs
 on asyncio's own event loop even when uvloop is installed.
+
+Resource bounds (off by default; see docs/SECURITY.md):
+ --max-connections N    serve at most N connections; more are reset at once
+ --max-memory BYTES     job memory bound; a put past it gets OUT_OF_MEMORY
+ --idle-timeout SECONDS close a connection idle that long (no command,
+                        no reserved job, no blocked reserve)
 """
 
 EXIT_USAGE = 5
@@ -89,6 +95,9 @@ _TAKES_ARG = set("bflpuzs")
 # "list" (a string, repeatable; each use appends).
 LONG_OPTIONS: dict[str, tuple[str, str]] = {
     "--no-uvloop": ("uvloop", "false"),
+    "--max-connections": ("max_connections", "size"),
+    "--max-memory": ("max_memory", "size"),
+    "--idle-timeout": ("idle_timeout", "size"),
 }
 
 

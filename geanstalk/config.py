@@ -41,6 +41,15 @@ class ServerConfig:
     verbose: int = 0
     uvloop: bool = True
     output_cap: int = DEFAULT_OUTPUT_CAP
+    # Resource bounds (docs/SECURITY.md); 0 leaves each off, as the reference has none.
+    # Connections served at once; one more is accepted and reset at once.
+    max_connections: int = 0
+    # Bytes of job memory (bodies plus a per-job overhead); a put past it
+    # answers OUT_OF_MEMORY.
+    max_memory: int = 0
+    # Seconds a connection may sit with no command, no reservation and no
+    # blocked reserve before it is closed.
+    idle_timeout: int = 0
 
     def __init__(self, **options: object) -> None:
         cls = type(self)

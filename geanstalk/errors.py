@@ -59,6 +59,10 @@ class NotIgnored(GeanstalkError):
     """The connection tried to ignore the only tube it watches."""
 
 
+class OutOfMemory(GeanstalkError):
+    """A put would take the job memory past --max-memory."""
+
+
 class JobTooBig(GeanstalkError):
     """A put announced a body larger than max-job-size."""
 

@@ -31,7 +31,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from geanstalk.errors import DeadlineSoon, NoJobReady, NotFound, NotIgnored
+from geanstalk.errors import DeadlineSoon, NoJobReady, NotFound, NotIgnored, OutOfMemory
 from geanstalk.stats import (
     OP_BURY,
     OP_DELETE,
@@ -86,6 +86,7 @@ NOT_FOUND = b"NOT_FOUND\r\n"
 INTERNAL_ERROR = b"INTERNAL_ERROR\r\n"
 EXPECTED_CRLF = b"EXPECTED_CRLF\r\n"
 JOB_TOO_BIG = b"JOB_TOO_BIG\r\n"
+OUT_OF_MEMORY = b"OUT_OF_MEMORY\r\n"
 DRAINING = b"DRAINING\r\n"
 DEADLINE_SOON = b"DEADLINE_SOON\r\n"
 TIMED_OUT = b"TIMED_OUT\r\n"
@@ -303,6 +304,7 @@ class Connection(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_active",
         "_buf",
         "_close_when_flushed",
         "_closed",
@@ -316,6 +318,7 @@ class Connection(asyncio.Protocol):
         "_out",
         "_peer",
         "_put_job",
+        "_quiet_since",
         "_read_paused",
         "_reserve_next",
         "_resume_pending",
@@ -351,6 +354,10 @@ class Connection(asyncio.Protocol):
         self._read_paused = False
         self._resume_pending = False
         self._stopping = False
+        # --idle-timeout: input arrived since the last sweep; when the sweeper
+        # first saw this connection quiet (-1: not yet).
+        self._active = False
+        self._quiet_since = -1.0
         self._new_job = server.new_job
         self._max_job_size = server.max_job_size
         self._put_job = server.store_job
@@ -435,6 +442,31 @@ class Connection(asyncio.Protocol):
         """
         self._stopping = True
 
+    def close_if_idle(self, now: float, timeout: float) -> bool:
+        """--idle-timeout: close this connection if it has sent nothing, held
+        no reserved job and had no reserve blocked for timeout seconds.
+
+        Called by the idle sweeper every few seconds; the quiet time counts
+        from the first sweep that found the connection quiet.
+        """
+        if self._active or self.client.reserved or self._state != S_COMMAND or self._buf:
+            self._active = False
+            self._quiet_since = now
+            return False
+        if self._quiet_since < 0:
+            self._quiet_since = now
+            return False
+        if now - self._quiet_since < timeout or self._closed:
+            return False
+        t = self.transport
+        if t is None or t.is_closing():
+            return False
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: closed after %g s idle (--idle-timeout)", self.peer, timeout)
+        self._state = S_CLOSE
+        t.close()
+        return True
+
     # --- reading, batching, writing -------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -442,6 +474,7 @@ class Connection(asyncio.Protocol):
 
         _resume() calls this with b"" to go on with input that waited.
         """
+        self._active = True
         if self._state >= S_WAIT or self._stopping:
             self._hold(data)
             return
@@ -730,8 +763,15 @@ class Connection(asyncio.Protocol):
         if not client.producer:
             client.producer = True
             self.stats.producers += 1
-        self._job = self._new_job(pri, delay, ttr or 1, client.use)
         self._need = size + 2
+        try:
+            self._job = self._new_job(pri, delay, ttr or 1, client.use, size)
+        except OutOfMemory:
+            # As 1.12 when it cannot allocate the job: counted in cmd-put, no
+            # id taken, the body read and thrown away, then OUT_OF_MEMORY.
+            self._skip_reply = OUT_OF_MEMORY
+            self._state = S_SKIP
+            return None
         self._state = S_DATA
         return None
 

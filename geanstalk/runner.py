@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from geanstalk.accept import Listener
 from geanstalk.config import DEFAULT_BINLOG_SIZE, ServerConfig
 from geanstalk.journal import Journal, NullJournal
 from geanstalk.protocol import Connection
@@ -62,13 +63,14 @@ class Runner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: Server | None = None
         self.journal: Journal | None = None
-        self.listeners: list[asyncio.AbstractServer] = []
+        self.listeners: list[Listener] = []
         self.ready = False
         self.stopping = False
         self.on_ready: list[Hook] = []
         self.on_stopping: list[Hook] = []
         self._stop: asyncio.Future[str] | None = None
         self._stopped = False
+        self._idle: Any = None  # the --idle-timeout sweeper
 
     # --- start ---------------------------------------------------------------
 
@@ -105,6 +107,8 @@ class Runner:
             connection_factory=self.connection_factory,
         )
         self.server = server
+        if cfg.max_memory:
+            server.limit_memory(cfg.max_memory)
         recover = getattr(journal, "recover", None)
         if recover is not None:
             jobs, next_id = recover()
@@ -114,6 +118,11 @@ class Runner:
             self._install_signals()
         for sock in self.sockets:
             await self.add_listener(sock)
+        if cfg.idle_timeout:
+            from geanstalk.idle import IdleSweeper
+
+            self._idle = IdleSweeper(server, cfg.idle_timeout)
+            self._idle.start()
         self.ready = True
         await self._run_hooks(self.on_ready)
 
@@ -121,12 +130,17 @@ class Runner:
         self,
         sock: socket.socket,
         factory: Callable[[], asyncio.BaseProtocol] | None = None,
-        **kw: Any,
-    ) -> asyncio.AbstractServer:
+        *,
+        ssl: Any = None,
+        ssl_handshake_timeout: float | None = None,
+        max_pending: int | None = None,
+    ) -> Listener:
         """Accept beanstalk connections on a bound, listening socket.
 
-        ``factory`` defaults to the server's connection factory; ``kw`` goes
-        to loop.create_server (ssl=, ssl_handshake_timeout=, ...).
+        ``factory`` defaults to the server's connection factory. With ``ssl``
+        (an SSLContext) it is a TLS listener: the handshake must finish within
+        ``ssl_handshake_timeout`` seconds, and at most ``max_pending``
+        handshakes run at once. Every listener shares --max-connections.
         """
         assert self.loop is not None and self.server is not None
         server = self.server
@@ -137,9 +151,37 @@ class Runner:
             def factory() -> asyncio.BaseProtocol:
                 return make(server)
 
-        listener = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG, **kw)
+        listener = Listener(
+            self.loop,
+            sock,
+            factory,
+            ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            admit=self._admit(),
+            max_pending=max_pending,
+            counters=server.bounds,
+        )
+        listener.start()
         self.listeners.append(listener)
         return listener
+
+    def _admit(self) -> Callable[[], bool] | None:
+        """--max-connections: whether one more connection may be served now.
+
+        Counts the server's connections and those accepted but not yet set
+        up (a TLS handshake under way, or connection_made still to run).
+        """
+        cap = self.config.max_connections
+        if not cap:
+            return None
+        server = self.server
+        listeners = self.listeners
+        assert server is not None
+
+        def admit() -> bool:
+            return len(server.connections) + sum(lst.pending for lst in listeners) < cap
+
+        return admit
 
     def _install_signals(self) -> None:
         loop = self.loop
@@ -181,6 +223,8 @@ class Runner:
         if self._stop is not None and not self._stop.done():
             self._stop.set_result("stop")
         await self._run_hooks(self.on_stopping)
+        if self._idle is not None:
+            self._idle.stop()
         if self.server is not None:
             await shutdown(self.server, self.listeners)
         elif self.journal is not None:

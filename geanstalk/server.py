@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geanstalk.config import DEFAULT_MAX_JOB_SIZE, DEFAULT_OUTPUT_CAP
-from geanstalk.errors import DeadlineSoon, Draining, NoJobReady, NotFound
+from geanstalk.errors import DeadlineSoon, Draining, NoJobReady, NotFound, OutOfMemory
 from geanstalk.journal import Journal, NullJournal
+from geanstalk.limits import BoundCounters, RateLimitedLog
 from geanstalk.stats import StatisticsService
 from geanstalk.storage import Client, StorageService, WakeFn
 from geanstalk.timers import TimerService
@@ -68,6 +69,9 @@ class Server:
         self.storage.schedule = self.timers.schedule
         self.lock.schedule = self.timers.schedule
         self.connections: set[Peer] = set()
+        # How often each resource bound was hit (read by the metrics endpoint).
+        self.bounds = BoundCounters()
+        self._memory_log = RateLimitedLog()
         # The storage's transitions that need no translation are the facade's
         # methods as they are (one call less on the hot path).
         s = self.storage
@@ -96,6 +100,37 @@ class Server:
         if not self.stats.draining:
             log.info("entering drain mode")
         self.stats.draining = True
+
+    # --- memory bound (--max-memory) ------------------------------------------
+
+    def limit_memory(self, max_bytes: int) -> None:
+        """Refuse puts that would take the job memory past max_bytes.
+
+        Call before the first connection (connections keep the put path's
+        callables). With no limit the put and delete paths count nothing: the
+        counting variants are swapped in here only.
+        """
+        s = self.storage
+        s.max_memory = max_bytes
+        self.new_job = self._new_job_within_memory
+        self.store_job = s.put_counted
+        self.delete = s.delete_counted
+
+    def _new_job_within_memory(
+        self, priority: int, delay: int, ttr: int, tube: Any, size: int = 0
+    ) -> Job:
+        s = self.storage
+        if not s.memory_allows(size):
+            self.bounds.puts_out_of_memory += 1
+            self._memory_log.warning(
+                "put of %d bytes refused: job memory %d of --max-memory %d; %d puts refused so far",
+                size,
+                s.job_memory(),
+                s.max_memory,
+                self.bounds.puts_out_of_memory,
+            )
+            raise OutOfMemory(size)
+        return s.new_job(priority, delay, ttr, tube)
 
     # --- connections ---------------------------------------------------------
 

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 
 INF = float("inf")
 
+# What a stored job costs beyond its body, for --max-memory: the Job object,
+# its heap and table slots, and the body's bytes-object header (measured:
+# 290 B of RSS per ready job of 100 B; benchmarks/results/server.md). With
+# -b the log's index of the job adds JOURNAL_JOB_OVERHEAD (573 B per job).
+JOB_OVERHEAD = 200
+JOURNAL_JOB_OVERHEAD = 300
+
 # wake(job, word): a blocked reserve ends. word is b"RESERVED" (with the job),
 # b"TIMED_OUT" or b"DEADLINE_SOON" (job None).
 WakeFn = Callable[[Job | None, bytes], None]
@@ -103,6 +110,11 @@ class StorageService:
         self.delayed_ct = 0
         self.total_jobs = 0
         self.timeouts = 0
+        # --max-memory: 0 is no bound. body_bytes is kept by put_counted,
+        # delete_counted and restore, which the Server swaps in with a bound.
+        self.max_memory = 0
+        self.body_bytes = 0
+        self.job_overhead = JOB_OVERHEAD + (JOURNAL_JOB_OVERHEAD if self.journaled else 0)
         self.default = self.tube(DEFAULT_TUBE)
 
     # --- tubes -------------------------------------------------------------
@@ -335,8 +347,11 @@ class StorageService:
 
     # --- the transitions ----------------------------------------------------
 
-    def new_job(self, priority: int, delay: int, ttr: int, tube: Tube) -> Job:
-        """A job for a put whose line parsed; it consumes an id even if never stored."""
+    def new_job(self, priority: int, delay: int, ttr: int, tube: Tube, size: int = 0) -> Job:
+        """A job for a put whose line parsed; it consumes an id even if never stored.
+
+        size, the body's announced length, matters only to the memory bound.
+        """
         jid = self.next_id
         self.next_id = jid + 1
         job = Job(jid, priority, None, ttr, b"", delay, self.clock())
@@ -362,6 +377,27 @@ class StorageService:
             self.journal.put(job)
         if t.waiters and len(t.ready):
             self.on_waiters_ready(t)
+
+    # --- job memory (--max-memory) ----------------------------------------------
+
+    def job_memory(self) -> int:
+        """Bytes the stored jobs take, as --max-memory counts them."""
+        return self.body_bytes + len(self.jobs) * self.job_overhead
+
+    def memory_allows(self, size: int) -> bool:
+        """Whether a job with a body of size bytes fits under max_memory."""
+        return self.body_bytes + size + (len(self.jobs) + 1) * self.job_overhead <= self.max_memory
+
+    def put_counted(self, job: Job) -> None:
+        """put(), counting the body toward the job memory."""
+        self.put(job)
+        self.body_bytes += len(job.body)
+
+    def delete_counted(self, client: Client, jid: int) -> None:
+        """delete(), taking the body off the job memory."""
+        job = client.reserved.get(jid) or self.jobs.get(jid)
+        self.delete(client, jid)
+        self.body_bytes -= len(job.body)  # type: ignore[union-attr]
 
     def find_ready(self, client: Client) -> Job | None:
         """The job a reserve by client would get now: least (priority, id) over
@@ -583,6 +619,7 @@ class StorageService:
         if job.id in self.jobs:
             raise ValueError(f"job {job.id} restored twice")
         self.jobs.add(job)
+        self.body_bytes += len(job.body)
         if job.id >= self.next_id:
             self.next_id = job.id + 1
         if job.state == BURIED:
