@@ -959,6 +959,25 @@ cdef class JobTable:
         """A new dict of id -> job with the table's content."""
         return {(<Job>job)._id: job for job in self}
 
+    def largest_id(self):
+        """The largest id held, None when empty (the design's GetLargestID).
+
+        A scan of the slots, O(capacity): it is asked rarely (to continue ids
+        after a recovery), so add and remove keep no running maximum for it.
+        """
+        cdef size_t i
+        cdef PyObject* p
+        cdef uint64_t largest = 0
+        cdef bint found = False
+        with cython.critical_section(self):
+            if self._table.slots != NULL:
+                for i in range(self._table.mask + 1):
+                    p = self._table.slots[i]
+                    if p != NULL and p != _DELETED and (not found or (<Job>p)._id > largest):
+                        largest = (<Job>p)._id
+                        found = True
+        return largest if found else None
+
     def __eq__(self, other):
         # equal to a table or dict with the same ids mapped to the same jobs,
         # so code written against the dict this replaces keeps working

@@ -564,6 +564,15 @@ class JobTable:
         with self._lock:
             return dict(self._jobs)
 
+    def largest_id(self) -> int | None:
+        """The largest id held, None when empty (the design's GetLargestID).
+
+        A scan, O(n): it is asked rarely (to continue ids after a recovery),
+        so add and remove keep no running maximum for it.
+        """
+        with self._lock:
+            return max(self._jobs, default=None)
+
     def __eq__(self, other: object) -> bool:
         # equal to a table or dict with the same ids mapped to the same jobs,
         # so code written against the dict this replaces keeps working

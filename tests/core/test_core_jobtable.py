@@ -1,4 +1,5 @@
-"""JobTable behaviour, on both implementations (the model test is in test_core_stateful)."""
+"""JobTable beyond its contract suite (test_core_contracts.py), on both implementations:
+impostors, value types, the hashing under many id patterns, equality, GC support."""
 
 from __future__ import annotations
 
@@ -9,60 +10,28 @@ from types import ModuleType
 
 import pytest
 
-from geanstalk.errors import JobAlreadyExists, JobMissing
+from geanstalk.errors import JobMissing
 
 
 class Holder:
     """Weak-referenceable, like a server's tube or connection that a job points to."""
 
 
-def test_add_get_pop_remove(impl: ModuleType) -> None:
+def test_repr(impl: ModuleType) -> None:
     table = impl.JobTable()
-    a, b = impl.Job(1), impl.Job(2)
-    table.add(a)
-    table.add(b)
-    assert len(table) == 2 and table
-    assert table.get(1) is a and table[2] is b
-    assert table.pop(1) is a
-    assert table.get(1) is None and table.get(1, "none") == "none"
-    table.remove(b)
-    assert len(table) == 0 and not table
     assert repr(table) == "<JobTable of 0 jobs>"
+    table.add(impl.Job(1))
+    assert repr(table) == "<JobTable of 1 jobs>"
 
 
-def test_errors(impl: ModuleType) -> None:
+def test_an_impostor_with_a_held_id_is_not_held(impl: ModuleType) -> None:
     table = impl.JobTable()
     job = impl.Job(7)
     table.add(job)
-    with pytest.raises(JobAlreadyExists):
-        table.add(job)
-    with pytest.raises(JobAlreadyExists):
-        table.add(impl.Job(7))  # another object, the same id
-    with pytest.raises(JobMissing):
-        table.pop(8)
     with pytest.raises(JobMissing):
         table.remove(impl.Job(7))  # the id is there, this job is not
-    with pytest.raises(KeyError):
-        table[8]
+    assert impl.Job(7) not in table
     assert table.get(7) is job
-
-
-def test_ids_are_the_whole_unsigned_64_bit_range(impl: ModuleType) -> None:
-    """Id 0 is an ordinary id: free slots are told apart by pointer, not by id."""
-    table = impl.JobTable()
-    jobs = [impl.Job(i) for i in (0, 1, 2**63, 2**64 - 1)]
-    for job in jobs:
-        table.add(job)
-    for job in jobs:
-        assert table[job.id] is job and job.id in table and job in table
-    for outside in (-1, 2**64, -(2**64)):  # no job can have these ids
-        assert table.get(outside) is None and outside not in table
-        with pytest.raises(JobMissing):
-            table.pop(outside)
-        with pytest.raises(KeyError):
-            table[outside]
-    assert table.pop(0) is jobs[0] and 0 not in table
-    assert table.pop(2**64 - 1) is jobs[3]
 
 
 def test_wrong_types(impl: ModuleType) -> None:

@@ -69,7 +69,7 @@ def test_both_modules_have_the_same_surface() -> None:
     from geanstalk import _core_py
 
     assert COMPILED_MODULE.__all__ == _core_py.__all__
-    for cls in ("Job", "JobHeap", "TubeHeap"):
+    for cls in ("Job", "JobHeap", "JobTable", "TubeHeap"):
         public = {n for n in dir(getattr(_core_py, cls)) if not n.startswith("_")}
         compiled = {n for n in dir(getattr(COMPILED_MODULE, cls)) if not n.startswith("_")}
         assert public == compiled, cls
