@@ -18,6 +18,7 @@ endian, 8-byte alignment), which is what beanstalkd runs on in practice.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import struct
@@ -137,7 +138,18 @@ def read_directory(directory: str, max_job_size: int | None = None) -> Beanstalk
     if not os.path.isdir(directory):
         raise BeanstalkdBinlogError(f"{directory} is not a directory")
     log = BeanstalkdLog()
-    for number in list_files(directory):
+    numbers = list_files(directory)
+    for previous, number in itertools.pairwise(numbers):
+        # beanstalkd deletes files oldest first only: a gap is a lost file
+        for missing in range(previous + 1, number):
+            log.damage.append(
+                Damage(
+                    os.path.join(directory, f"binlog.{missing}"),
+                    0,
+                    f"file missing between binlog.{previous} and binlog.{number}",
+                )
+            )
+    for number in numbers:
         path = os.path.join(directory, f"binlog.{number}")
         try:
             with open(path, "rb") as f:

@@ -280,3 +280,15 @@ def test_version_5_records_are_read(tmp_path: Path) -> None:
         b"ab",
     )
     assert bb.looks_like_beanstalkd(str(tmp_path))
+
+
+def test_a_missing_file_in_the_middle_is_damage(tmp_path: Path) -> None:
+    empty = struct.pack("<i", 7) + bytes(100)
+    for number in (1, 2, 5):
+        (tmp_path / f"binlog.{number}").write_bytes(empty)
+    log = bb.read_directory(str(tmp_path))
+    assert [str(d) for d in log.damage] == [
+        f"{tmp_path / 'binlog.3'}: offset 0: file missing between binlog.2 and binlog.5",
+        f"{tmp_path / 'binlog.4'}: offset 0: file missing between binlog.2 and binlog.5",
+    ]
+    assert len(log.files) == 3 and log.jobs == {}
