@@ -138,6 +138,7 @@ def parse_records(lines: IO[str], source: str) -> list[dict[str, object]]:
                 if not isinstance(record[key], int) or record[key] < 0:
                     raise ValueError(f"{key} must be a non-negative integer")
             record["body"] = base64.b64decode(record["body_base64"], validate=True)
+            record["line"] = number
         except (ValueError, binascii.Error) as exc:
             raise Declined(f"{source}:{number}: not a dump record: {exc}") from exc
         records.append(record)
@@ -167,7 +168,12 @@ def _load(args: argparse.Namespace, client: Client) -> int:
     for record in records:
         if wanted and record["tube"] not in wanted:
             continue
-        pairs.append((record.get("id"), load_one(client, record)))
+        try:
+            pairs.append((record.get("id"), load_one(client, record)))
+        except Refused as exc:
+            raise Refused(
+                f"{exc} at line {record['line']}; {len(pairs)} jobs were loaded before it"
+            ) from exc
     if args.json:
         emit_json({"loaded": len(pairs), "ids": [{"old": o, "new": n} for o, n in pairs]})
     else:

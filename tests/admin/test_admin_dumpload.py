@@ -132,3 +132,13 @@ def test_load_refuses_a_bad_line_before_putting_anything(tmp_path: Path) -> None
         assert result.code == 1 and "stdin:2" in result.err
         with greenstalk.Client(target.address) as gs:
             assert gs.stats()["total-jobs"] == 0
+
+
+def test_load_stops_at_a_refused_put_and_says_where(tmp_path: Path) -> None:
+    with running("geanstalk", "-z", "10") as target:
+        small = {"tube": "t", "state": "ready", "pri": 1, "delay": 0, "ttr": 5, "body_base64": ""}
+        big = {**small, "body_base64": "eHh4eHh4eHh4eHh4eHh4eA=="}  # 16 bytes
+        text = "".join(json.dumps(r) + "\n" for r in (small, small, big, small))
+        result = run_cli(["load", "-a", f"127.0.0.1:{target.port}"], stdin=text.encode())
+        assert result.code == 1
+        assert "JOB_TOO_BIG at line 3; 2 jobs were loaded before it" in result.err
