@@ -4,6 +4,7 @@ The package root exports the core data structures only, so that importing
 geanstalk stays cheap (no asyncio); the server lives in its own modules.
 """
 
+from ._version import __version__
 from .core import (
     BURIED,
     COMPILED,
@@ -17,8 +18,6 @@ from .core import (
     TubeHeap,
     less,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BURIED",

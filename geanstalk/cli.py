@@ -331,9 +331,7 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
         print(USAGE.format(prog=command or prog), file=sys.stderr, end="")
         return 0
     if action == "version":
-        from geanstalk.stats import VERSION
-
-        print(f"geanstalk {VERSION}")
+        print(version_line())
         return 0
     if opts.binlog_dir is not None:
         import importlib.util
@@ -421,6 +419,15 @@ def _run_server(sock: socket.socket, opts: ServerConfig, prog: str, early: list[
     except ImportError as exc:
         print(f"{prog}: binlog support not available ({exc})", file=sys.stderr)
         return 1
+
+
+def version_line() -> str:
+    """`-v`: the version, and which core this install runs (a bug report's first line)."""
+    from geanstalk import __version__
+    from geanstalk.core import COMPILED
+
+    core = "compiled core" if COMPILED else "pure-Python core"
+    return f"geanstalk {__version__} ({core})"
 
 
 def serve_main(argv: list[str]) -> int:

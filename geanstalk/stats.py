@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from geanstalk._version import __version__
 from geanstalk.core import DELAYED, RESERVED, STATE_NAMES
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from geanstalk.tube import Tube
     from geanstalk.waiters import LockService
 
-VERSION = "0.1.0"
+VERSION = __version__
 
 # Command counters, numbered as the reference's OP_* constants.
 (

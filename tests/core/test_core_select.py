@@ -50,7 +50,10 @@ def test_required_extension_is_what_core_picked() -> None:
 
 
 def test_public_api() -> None:
-    assert geanstalk.__version__ == "0.1.0"
+    from geanstalk._version import __version__
+    from geanstalk.stats import VERSION
+
+    assert geanstalk.__version__ == VERSION == __version__
     for name in ("Job", "JobHeap", "TubeHeap", "less", "COMPILED", "STATE_NAMES"):
         assert getattr(geanstalk, name) is getattr(core, name)
     states = (geanstalk.READY, geanstalk.DELAYED, geanstalk.RESERVED, geanstalk.BURIED)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from geanstalk.core import COMPILED
 from geanstalk.stats import VERSION
 from tests.servers import (
     BEANSTALKD,
@@ -26,6 +27,8 @@ from tests.servers import (
     running,
     wait_for_port,
 )
+
+CORE = "compiled core" if COMPILED else "pure-Python core"
 
 
 def cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -40,7 +43,7 @@ def cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
 def test_version_flag_prints_the_version() -> None:
     for args in (("serve", "-v"), ("serve", "--version"), ("-v",)):
         r = cli(*args)
-        assert (r.returncode, r.stdout) == (0, f"geanstalk {VERSION}\n")
+        assert (r.returncode, r.stdout) == (0, f"geanstalk {VERSION} ({CORE})\n")
 
 
 def test_help_flag() -> None:
@@ -80,7 +83,7 @@ def test_geanstalkd_entry_point_takes_flags_without_subcommand() -> None:
     r = subprocess.run(
         [sys.executable, "-c", code, "-v"], capture_output=True, text=True, timeout=20
     )
-    assert (r.returncode, r.stdout) == (0, f"geanstalk {VERSION}\n")
+    assert (r.returncode, r.stdout) == (0, f"geanstalk {VERSION} ({CORE})\n")
 
 
 def test_binlog_dir_that_does_not_exist_is_a_clear_error() -> None:

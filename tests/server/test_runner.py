@@ -10,11 +10,12 @@ import socket
 
 import pytest
 
+import geanstalk
 from geanstalk.cli import COMMANDS, LONG_OPTIONS, UsageError, main, parse_args
 from geanstalk.config import ServerConfig
 from geanstalk.runner import Runner
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "geanstalk"
+PACKAGE = pathlib.Path(geanstalk.__file__).parent
 
 
 def _listening_socket() -> socket.socket:
