@@ -292,3 +292,53 @@ def test_a_missing_file_in_the_middle_is_damage(tmp_path: Path) -> None:
         f"{tmp_path / 'binlog.4'}: offset 0: file missing between binlog.2 and binlog.5",
     ]
     assert len(log.files) == 3 and log.jobs == {}
+
+
+@reference
+def test_a_log_that_beanstalkd_compacted_is_imported(tmp_path: Path) -> None:
+    """Jobs copied forward by beanstalkd's compaction, their first files deleted."""
+    source = tmp_path / "src"
+    source.mkdir()
+    with (
+        running("beanstalkd", "-b", str(source), "-s", "5000") as server,
+        greenstalk.Client(server.address, encoding=None) as gs,
+    ):
+        a = gs.put(b"A" * 50, priority=5)
+        b = gs.put(b"B" * 50, priority=6, ttr=7)
+        gs.reserve_job(b)
+        gs.bury(greenstalk.Job(b, b""), priority=9)
+        for _ in range(300):  # churn: files fill and empty, a and b are copied forward
+            gs.delete(gs.put(b"x" * 900))
+        gs.reserve_job(a)
+        gs.bury(greenstalk.Job(a, b""), priority=7)
+        gs.kick(1)  # b was buried first
+        assert gs.stats()["binlog-records-migrated"] > 0
+        last = gs.put(b"last")
+        gs.delete(last)
+        before = job_states(server.address, last)
+    assert "binlog.1" not in os.listdir(source)
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy)
+    dest = tmp_path / "dest"
+    assert run_cli(["import-binlog", str(source), str(dest)]).code == 0
+    with (
+        running("geanstalk", "-b", str(dest)) as ours,
+        running("beanstalkd", "-b", str(copy)) as ref,
+    ):
+        mine = job_states(ours.address, last)
+        theirs = job_states(ref.address, last)
+        assert sorted(mine) == sorted(theirs) == sorted(before) == [a, b]
+        for job_id in (a, b):
+            assert mine[job_id][1] == theirs[job_id][1]
+            assert {k: mine[job_id][0][k] for k in SAME} == {k: theirs[job_id][0][k] for k in SAME}
+            assert mine[job_id][0]["buries"] == before[job_id][0]["buries"] == 1
+        assert (mine[a][0]["state"], mine[b][0]["state"], mine[b][0]["kicks"]) == (
+            "buried",
+            "ready",
+            1,
+        )
+        with (
+            greenstalk.Client(ours.address) as x,
+            greenstalk.Client(ref.address) as y,
+        ):
+            assert x.put("new") == y.put("new") == last + 1
