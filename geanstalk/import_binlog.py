@@ -28,6 +28,7 @@ from . import binlog_format as fmt
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 DEFAULT_FILE_SIZE = 10485760
+DEFAULT_MAX_JOB_SIZE = 65535  # serve's -z default
 _U32 = 0xFFFFFFFF
 _STATES = {bb.READY: fmt.READY, bb.DELAYED: fmt.DELAYED, bb.BURIED: fmt.BURIED}
 
@@ -179,6 +180,7 @@ def import_binlog(
         "buried": states.get("buried", 0),
         "tubes": len({j.tube for j in log.jobs.values()}),
         "next_id": log.max_id + 1,
+        "largest_body": max((len(j.body) for j in log.jobs.values()), default=0),
         "damage": [str(d) for d in log.damage],
     }
 
@@ -226,7 +228,12 @@ def main(argv: list[str]) -> int:
         f"imported {summary['jobs']} jobs ({summary['ready']} ready, {summary['delayed']} "
         f"delayed, {summary['buried']} buried) in {summary['tubes']} tubes from "
         f"{summary['source_files']} beanstalkd files into {args.dest}; next job id "
-        f"{summary['next_id']}.\nStart the server with: geanstalk serve -b {args.dest} "
-        "(and the -z your beanstalkd had, if above the default)"
+        f"{summary['next_id']}.\nStart the server with: geanstalk serve -b {args.dest}"
+        + (
+            f" -z {summary['largest_body']}  (the largest job has {summary['largest_body']} "
+            "bytes, more than the default -z 65535; use the -z beanstalkd had)"
+            if summary["largest_body"] > DEFAULT_MAX_JOB_SIZE  # type: ignore[operator]
+            else ""
+        )
     )
     return EXIT_OK

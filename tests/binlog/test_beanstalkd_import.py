@@ -342,3 +342,22 @@ def test_a_log_that_beanstalkd_compacted_is_imported(tmp_path: Path) -> None:
             greenstalk.Client(ref.address) as y,
         ):
             assert x.put("new") == y.put("new") == last + 1
+
+
+@reference
+def test_jobs_above_the_default_size_limit_come_with_a_hint(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    with (
+        running("beanstalkd", "-z", "100000", "-b", str(source)) as server,
+        greenstalk.Client(server.address, encoding=None) as gs,
+    ):
+        gs.put(b"y" * 70000)
+    result = run_cli(["import-binlog", str(source), str(tmp_path / "dest")])
+    assert result.code == 0
+    assert f"geanstalk serve -b {tmp_path / 'dest'} -z 70000" in result.text
+    with (
+        running("geanstalk", "-b", str(tmp_path / "dest"), "-z", "70000") as ours,
+        greenstalk.Client(ours.address, encoding=None) as gs,
+    ):
+        assert gs.peek(1).body == b"y" * 70000
