@@ -90,11 +90,16 @@ def make_main(name: str, description: str, configure: Configure, action: Action)
             return EXIT_OK if exc.code == 0 else EXIT_USAGE
         prog = f"geanstalk {name}"
         try:
-            with Client(args.address) as client:
-                return action(args, client) or EXIT_OK
+            client = Client(args.address)
         except ValueError as exc:  # a bad -a value
             print(f"{prog}: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except Unreachable as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        try:
+            with client:
+                return action(args, client) or EXIT_OK
         except UsageProblem as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
             return EXIT_USAGE
