@@ -72,6 +72,9 @@ class Server:
         # How often each resource bound was hit (read by the metrics endpoint).
         self.bounds = BoundCounters()
         self._memory_log = RateLimitedLog()
+        # The metrics registry (geanstalk.metrics.Registry) while the HTTP
+        # endpoint is on; None otherwise (then nothing measures anything).
+        self.metrics: Any = None
         # The storage's transitions that need no translation are the facade's
         # methods as they are (one call less on the hot path).
         s = self.storage
@@ -235,6 +238,29 @@ class Server:
 
     def list_tubes_watched(self, client: Client) -> bytes:
         return self.stats.list_tubes(client.watch)
+
+    # --- figures for the HTTP endpoint (read-only) ----------------------------
+
+    def stats_values(self) -> dict[str, Any]:
+        return self.stats.server_values()
+
+    def tube_values(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """stats-tube of the first limit tubes, in list-tubes order."""
+        tubes = self.storage.tube_list
+        if limit is not None:
+            tubes = tubes[:limit]
+        return [self.stats.tube_values(t) for t in tubes]
+
+    def tube_count(self) -> int:
+        return len(self.storage.tube_list)
+
+    def connection_listeners(self) -> list[str]:
+        """The listener each open connection came through."""
+        return [getattr(c, "listener", "beanstalk") for c in self.connections]
+
+    def journal_figures(self) -> dict[str, int]:
+        figures = getattr(self.journal, "figures", None)
+        return figures() if figures is not None else {}
 
     # --- recovery -------------------------------------------------------------
 

@@ -231,3 +231,74 @@ class StatisticsService:
     @staticmethod
     def list_tubes(tubes: Iterable[Tube]) -> bytes:
         return b"---\n" + b"".join(b"- %b\n" % t.name for t in tubes)
+
+    # --- the same figures as values, for the HTTP endpoint ----------------------
+
+    def server_values(self) -> dict[str, int | float | str | bool]:
+        """Every ``stats`` key with its value as a number (rusage in float
+        seconds, draining a bool, identity keys as strings), in the
+        document's order. tests/http checks that it agrees with stats()."""
+        s = self.storage
+        ops = self.ops
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        binlog = self.journal.stats()
+        values: dict[str, int | float | str | bool] = {
+            "current-jobs-urgent": s.urgent_ct,
+            "current-jobs-ready": s.ready_ct,
+            "current-jobs-reserved": s.reserved_ct,
+            "current-jobs-delayed": s.delayed_ct,
+            "current-jobs-buried": s.buried_ct,
+        }
+        for key, op in _CMD_KEYS:
+            values[key] = ops[op]
+        u = self.uname
+        values.update(
+            {
+                "job-timeouts": s.timeouts,
+                "total-jobs": s.total_jobs,
+                "max-job-size": self.max_job_size,
+                "current-tubes": len(s.tubes),
+                "current-connections": self.cur_conns,
+                "current-producers": self.producers,
+                "current-workers": self.workers,
+                "current-waiting": self.lock.waiting,
+                "total-connections": self.total_conns,
+                "pid": os.getpid(),
+                "version": VERSION,
+                "rusage-utime": round(ru.ru_utime, 6),
+                "rusage-stime": round(ru.ru_stime, 6),
+                "uptime": _trunc(self.clock() - self.started),
+            }
+        )
+        for key in _BINLOG_KEYS:
+            values[key] = int(binlog.get(key, 0))
+        values.update(
+            {
+                "draining": self.draining,
+                "id": self.instance_id,
+                "hostname": u.nodename,
+                "os": u.version,
+                "platform": u.machine,
+            }
+        )
+        return values
+
+    def tube_values(self, t: Tube) -> dict[str, int | str]:
+        """Every ``stats-tube`` key of t with its value, in the document's order."""
+        left = _trunc(t.unpause_at - self.clock()) if t.unpause_at else 0
+        return {
+            "name": t.name.decode("ascii", "replace"),
+            "current-jobs-urgent": t.urgent,
+            "current-jobs-ready": len(t.ready),
+            "current-jobs-reserved": t.reserved,
+            "current-jobs-delayed": len(t.delay),
+            "current-jobs-buried": len(t.buried),
+            "total-jobs": t.total_jobs,
+            "current-using": t.using,
+            "current-watching": t.watching,
+            "current-waiting": len(t.waiters),
+            "cmd-delete": t.cmd_delete,
+            "cmd-pause-tube": t.cmd_pause,
+            "pause": t.pause if t.unpause_at else 0,
+            "pause-time-left": left,
+        }
