@@ -207,11 +207,22 @@ class Binlog:
 
     def recover(self) -> tuple[list[Any], int]:
         """Every live job as last journaled (wall-clock times), and the next job id."""
-        from .core import BURIED, DELAYED, READY, Job
-
         if self._recovered:
             raise BinlogError("recover() may be called only once")
-        found = replay(self._dir)
+        return self._take(replay(self._dir))
+
+    async def recover_async(self) -> tuple[list[Any], int]:
+        """recover(), reading the files on a helper thread so the event loop
+        keeps answering (the HTTP endpoint's /healthz) meanwhile."""
+        if self._recovered:
+            raise BinlogError("recover() may be called only once")
+        found = await self._loop.run_in_executor(self._helper(), replay, self._dir)
+        return self._take(found)
+
+    def _take(self, found: Any) -> tuple[list[Any], int]:
+        """Adopt what replay() found: files, live jobs, the current file."""
+        from .core import BURIED, DELAYED, READY, Job
+
         for number, size in found.files:
             self._files[number] = _File(number, size)
             self._disk_bytes += size

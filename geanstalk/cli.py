@@ -46,6 +46,14 @@ Resource bounds (off by default; see docs/SECURITY.md):
  --max-memory BYTES     job memory bound; a put past it gets OUT_OF_MEMORY
  --idle-timeout SECONDS close a connection idle that long (no command,
                         no reserved job, no blocked reserve)
+Operations (docs/OPERATIONS.md):
+ --http ADDR:PORT        serve /metrics /healthz /readyz /stats.json (off by default)
+ --metrics-names NAMES   beanstalkd-exporter (default) or beanstalkd-rs
+ --no-metrics-instance   no instance="<listen address>" label on the series
+ --metrics-tube-limit N  per-tube series for at most N tubes (default 1000)
+ --log-format FORMAT     text (default) or json (one object per line)
+ A socket passed by systemd (LISTEN_FDS) wins over -l/-p; one named "http"
+ (LISTEN_FDNAMES) serves the HTTP endpoint.
 """
 
 EXIT_USAGE = 5
@@ -98,6 +106,15 @@ LONG_OPTIONS: dict[str, tuple[str, str]] = {
     "--max-connections": ("max_connections", "size"),
     "--max-memory": ("max_memory", "size"),
     "--idle-timeout": ("idle_timeout", "size"),
+    "--http": ("http", "str"),
+    "--metrics-names": ("metrics_names", "str"),
+    "--no-metrics-instance": ("metrics_instance", "false"),
+    "--metrics-tube-limit": ("metrics_tube_limit", "size"),
+    "--log-format": ("log_format", "str"),
+}
+_CHOICES = {
+    "metrics_names": ("beanstalkd-exporter", "beanstalkd-rs"),
+    "log_format": ("text", "json"),
 }
 
 
@@ -196,6 +213,9 @@ def _apply_long(opts: ServerConfig, name: str, kind: str, field: str, value: str
     elif kind == "list":
         getattr(opts, field).append(value)
     else:
+        choices = _CHOICES.get(field)
+        if choices is not None and value not in choices:
+            raise UsageError(f"invalid value for {name}: {value} (one of {', '.join(choices)})")
         setattr(opts, field, value)
 
 
@@ -340,14 +360,44 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             print(f"{prog}: binlog support not available", file=sys.stderr)
             return 1
 
-    try:
-        sock = make_socket(opts.listen, opts.port)
-    except UsageError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"{prog}: cannot listen on {opts.listen} port {opts.port}: {exc}", file=sys.stderr)
-        return 111
+    sockets: list[socket.socket] = []
+    http_sock: socket.socket | None = None
+    if "LISTEN_FDS" in os.environ:
+        from geanstalk import systemd
+
+        try:
+            sockets, http_sock, warnings = systemd.split_sockets(systemd.listen_sockets())
+        except systemd.ActivationError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 111
+        for warning in warnings:
+            print(f"{prog}: {warning}", file=sys.stderr)
+        if sockets and (opts.listen, opts.port) != (ServerConfig.listen, ServerConfig.port):
+            print(
+                f"{prog}: inherited listen socket from systemd; ignoring -l {opts.listen} -p {opts.port}",
+                file=sys.stderr,
+            )
+    if not sockets:
+        try:
+            sockets = [make_socket(opts.listen, opts.port)]
+        except UsageError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:
+            print(f"{prog}: cannot listen on {opts.listen} port {opts.port}: {exc}", file=sys.stderr)
+            return 111
+    if opts.http and http_sock is None:
+        try:
+            host, _, port = opts.http.rpartition(":")
+            if not port.isdigit() or int(port) > 65535:
+                raise UsageError(f"--http wants ADDR:PORT, got {opts.http}")
+            http_sock = make_socket(host or "127.0.0.1", int(port))
+        except UsageError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:
+            print(f"{prog}: cannot listen on {opts.http} (--http): {exc}", file=sys.stderr)
+            return 111
 
     # Signals that arrive before the event loop takes over are remembered.
     early: list[int] = []
@@ -364,7 +414,7 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             print(f"{prog}: {exc}", file=sys.stderr)
             return 34
 
-    return _run_server(sock, opts, prog, early)
+    return _run_server(sockets, http_sock, opts, prog, early)
 
 
 def _preload(opts: ServerConfig) -> None:
@@ -374,24 +424,33 @@ def _preload(opts: ServerConfig) -> None:
 
     names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.runner"]
     names.append("geanstalk.journal" if opts.binlog_dir is None else "geanstalk.binlog")
-    for name in names:
-        importlib.import_module(name)
+    if opts.http:
+        names += ["geanstalk.http", "geanstalk.metrics", "geanstalk.metrics_stats"]
+        names += ["geanstalk.exposition", "geanstalk.instrumented", "geanstalk.systemd"]
+    if opts.log_format == "json":
+        names.append("geanstalk.logformat")
     if opts.uvloop and importlib.util.find_spec("uvloop") is not None:
         importlib.import_module("uvloop")
+    for name in names:
+        importlib.import_module(name)
 
 
-def _run_server(sock: socket.socket, opts: ServerConfig, prog: str, early: list[int]) -> int:
+def _run_server(
+    sockets: list[socket.socket],
+    http_sock: socket.socket | None,
+    opts: ServerConfig,
+    prog: str,
+    early: list[int],
+) -> int:
     import logging
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG
-        if opts.verbose > 1
-        else logging.INFO
-        if opts.verbose
-        else logging.WARNING,
-        format=f"{prog}: %(message)s",
-    )
+    level = logging.DEBUG if opts.verbose > 1 else logging.INFO if opts.verbose else logging.WARNING
+    if opts.log_format == "json":
+        from geanstalk.logformat import configure
+
+        configure("json", level, prog)
+    else:
+        logging.basicConfig(stream=sys.stderr, level=level, format=f"{prog}: %(message)s")
     log = logging.getLogger("geanstalk")
     if opts.verbose:
         log.info("pid %d", os.getpid())
@@ -412,7 +471,7 @@ def _run_server(sock: socket.socket, opts: ServerConfig, prog: str, early: list[
     from geanstalk.runner import serve
 
     try:
-        return serve(opts, [sock], early_signals=early)
+        return serve(opts, sockets, early_signals=early, http_socket=http_sock)
     except BinlogError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 10

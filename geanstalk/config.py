@@ -50,6 +50,16 @@ class ServerConfig:
     # Seconds a connection may sit with no command, no reservation and no
     # blocked reserve before it is closed.
     idle_timeout: int = 0
+    # --http ADDR:PORT: /metrics, /healthz, /readyz, /stats.json (http.py); None = off.
+    http: str | None = None
+    # --metrics-names: "beanstalkd-exporter" (messagebird's names) or "beanstalkd-rs".
+    metrics_names: str = "beanstalkd-exporter"
+    # --no-metrics-instance: leave out the instance="<listen address>" label.
+    metrics_instance: bool = True
+    # --metrics-tube-limit: tubes with per-tube series at most.
+    metrics_tube_limit: int = 1000
+    # --log-format: "text" (as beanstalkd, -V) or "json" (one object per line).
+    log_format: str = "text"
 
     def __init__(self, **options: object) -> None:
         cls = type(self)

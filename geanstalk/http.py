@@ -243,3 +243,39 @@ class _HttpClient(asyncio.Protocol):
         # close() sends what is buffered first; the deadline still applies
         # to a client that does not read it.
         self.transport.close()
+
+
+async def start_endpoint(runner: Any) -> HttpEndpoint:
+    """Turn on metrics and the endpoint for a Runner whose facade is built
+    (before the journal's replay, so /healthz answers during it)."""
+    from geanstalk.instrumented import OP_NAMES, InstrumentedConnection, instrument_storage
+    from geanstalk.metrics import Instruments, build_registry
+    from geanstalk.systemd import describe
+
+    cfg = runner.config
+    server = runner.server
+    sock = runner.http_socket
+    if sock is None:
+        from geanstalk.cli import make_socket
+
+        host, port = parse_address(cfg.http)
+        sock = make_socket(host, port)
+        runner.http_socket = sock
+    instance = describe(runner.sockets[0]) if runner.sockets else cfg.listen_address
+    ins = Instruments(OP_NAMES, cfg.metrics_tube_limit)
+    build_registry(
+        server,
+        names=cfg.metrics_names,
+        instance=instance if cfg.metrics_instance else None,
+        tube_cap=cfg.metrics_tube_limit,
+        instruments=ins,
+        listeners={"beanstalk": instance},
+    )
+    server.connection_factory = InstrumentedConnection
+    instrument_storage(server, ins)
+    if hasattr(server.journal, "observer"):
+        server.journal.observer = ins
+    endpoint = HttpEndpoint(server, ready=lambda: bool(runner.ready) and not runner.stopping)
+    await endpoint.start(sock)
+    log.info("http: serving /metrics /healthz /readyz /stats.json on %s", describe(sock))
+    return endpoint

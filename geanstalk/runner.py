@@ -20,6 +20,7 @@ import asyncio
 import gc
 import inspect
 import logging
+import os
 import signal
 import socket
 import time
@@ -68,6 +69,10 @@ class Runner:
         self.stopping = False
         self.on_ready: list[Hook] = []
         self.on_stopping: list[Hook] = []
+        # The HTTP endpoint's socket (inherited from systemd, or bound by
+        # cli.py); bound from config.http at start() when None.
+        self.http_socket: socket.socket | None = None
+        self.http: Any = None  # geanstalk.http.HttpEndpoint while on
         self._stop: asyncio.Future[str] | None = None
         self._stopped = False
         self._idle: Any = None  # the --idle-timeout sweeper
@@ -109,9 +114,17 @@ class Runner:
         self.server = server
         if cfg.max_memory:
             server.limit_memory(cfg.max_memory)
+        if cfg.http or self.http_socket is not None:
+            from geanstalk.http import start_endpoint
+
+            self.http = await start_endpoint(self)
         recover = getattr(journal, "recover", None)
         if recover is not None:
-            jobs, next_id = recover()
+            if self.http is not None and hasattr(journal, "recover_async"):
+                # The endpoint answers /healthz while the log is read.
+                jobs, next_id = await journal.recover_async()
+            else:
+                jobs, next_id = recover()
             server.restore(jobs, next_id)
             log.info("recovered %d jobs from the binlog", len(jobs))
         if self.install_signals:
@@ -229,6 +242,8 @@ class Runner:
             await shutdown(self.server, self.listeners)
         elif self.journal is not None:
             await self.journal.close()
+        if self.http is not None:
+            await self.http.stop()
         if self.install_signals and self.loop is not None:
             for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
                 self.loop.remove_signal_handler(sig)
@@ -267,6 +282,7 @@ def serve(
     config: ServerConfig,
     sockets: list[socket.socket],
     early_signals: list[int] | None = None,
+    http_socket: socket.socket | None = None,
 ) -> int:
     """Run a server in this process until SIGTERM/SIGINT; the exit status."""
 
@@ -276,6 +292,11 @@ def serve(
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         runner = Runner(config, sockets, early_signals=early_signals)
+        runner.http_socket = http_socket
+        if os.environ.get("NOTIFY_SOCKET"):
+            from geanstalk.systemd import attach
+
+            attach(runner)
         try:
             await runner.start()
             await runner.wait()

@@ -1,0 +1,1 @@
+"""The operations tests import their helpers from ophelp.py beside them."""
