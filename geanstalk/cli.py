@@ -384,7 +384,9 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             print(f"{prog}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except OSError as exc:
-            print(f"{prog}: cannot listen on {opts.listen} port {opts.port}: {exc}", file=sys.stderr)
+            print(
+                f"{prog}: cannot listen on {opts.listen} port {opts.port}: {exc}", file=sys.stderr
+            )
             return 111
     if opts.http and http_sock is None:
         try:

@@ -95,4 +95,3 @@ def wants_openmetrics(accept: str) -> bool:
         elif media in ("text/plain", "*/*", "text/*"):
             best_text = max(best_text, q)
     return best_om > 0 and best_om >= best_text
-

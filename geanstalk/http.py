@@ -54,7 +54,9 @@ def parse_address(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def _response(status: str, body: bytes, content_type: str, head_only: bool, extra: str = "") -> bytes:
+def _response(
+    status: str, body: bytes, content_type: str, head_only: bool, extra: str = ""
+) -> bytes:
     head = (
         f"HTTP/1.1 {status}\r\n"
         f"Content-Type: {content_type}\r\n"
@@ -211,9 +213,7 @@ class _HttpClient(asyncio.Protocol):
                 )
             return
         if end > MAX_HEAD:
-            self._answer(
-                _response("431 Request Header Fields Too Large", b"", "text/plain", False)
-            )
+            self._answer(_response("431 Request Header Fields Too Large", b"", "text/plain", False))
             return
         lines = bytes(self.buf[:end]).decode("latin-1").splitlines()
         parts = lines[0].split() if lines else []
@@ -234,7 +234,9 @@ class _HttpClient(asyncio.Protocol):
         self._answer(reply)
 
     def eof_received(self) -> bool:
-        return True  # keep the write side open until the reply went out
+        # A reply already written is flushed by close(); a client that went
+        # away before asking anything frees its slot now.
+        return False
 
     def _answer(self, reply: bytes) -> None:
         self.answered = True

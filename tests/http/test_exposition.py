@@ -134,7 +134,9 @@ def test_histogram_buckets_are_cumulative_and_count_every_command() -> None:
     count = next(v for name, _, v in puts if name.endswith("_count"))
     assert count == buckets[-1] == 3  # three puts
     waits = [s for s in fams["geanstalk_job_wait_seconds"].samples if s[0].endswith("_count")]
-    assert waits == [("geanstalk_job_wait_seconds_count", (("instance", "127.0.0.1:11300"), ("tube", "a-b")), 2)]
+    assert waits == [
+        ("geanstalk_job_wait_seconds_count", (("instance", "127.0.0.1:11300"), ("tube", "a-b")), 2)
+    ]
 
 
 @pytest.mark.parametrize(

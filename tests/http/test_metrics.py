@@ -25,6 +25,11 @@ VOLATILE = {"uptime", "rusage-utime", "rusage-stime", "pause-time-left"}
 TUBES = ("default", "alpha", "beta", "gamma")
 
 
+def fixture_lines() -> list[str]:
+    with open(FIXTURE) as f:
+        return [line for line in f.read().splitlines() if line and not line.startswith("#")]
+
+
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     out = {}
     for fam in text_string_to_metric_families(text):
@@ -38,7 +43,7 @@ def families(text: str) -> dict[str, object]:
 
 
 def scrape(port: int, **kw: object) -> str:
-    status, headers, body = get(port, "/metrics", **kw)
+    status, _, body = get(port, "/metrics", **kw)
     assert status == 200
     return body.decode()
 
@@ -106,10 +111,9 @@ def test_exporter_names_match_stats_after_a_workload(worked: Started) -> None:
 
 def test_names_are_the_exporters_less_the_non_numeric(worked: Started) -> None:
     expected, non_numeric = set(), set()
-    for line in open(FIXTURE).read().splitlines():
-        if line and not line.startswith("#"):
-            name, *flags = line.split()
-            (non_numeric if "non-numeric" in flags else expected).add(name)
+    for line in fixture_lines():
+        name, *flags = line.split()
+        (non_numeric if "non-numeric" in flags else expected).add(name)
     fams = families(scrape(worked.http))
     ours = {n for n in fams if not n.startswith("geanstalk_")}
     assert ours == expected
@@ -128,11 +132,7 @@ def test_fixture_is_what_the_exporter_makes_of_beanstalkd_1_12() -> None:
         tube_keys = list(stats_tube(c, "alpha"))
     names = [k.replace("-", "_") for k in keys if k not in ("hostname", "id", "pid")]
     names += ["tube_" + k.replace("-", "_") for k in tube_keys if k != "name"]
-    listed = [
-        line.split()[0]
-        for line in open(FIXTURE).read().splitlines()
-        if line and not line.startswith("#")
-    ]
+    listed = [line.split()[0] for line in fixture_lines()]
     assert names == listed
 
 
