@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -229,7 +230,12 @@ def test_draining_is_one_and_readyz_says_so() -> None:
         s.server.signal(signal.SIGUSR1)
         with s.server.connect() as c:
             # The signal has been handled once the server refuses a put.
-            assert say(c, b"put 0 0 1 1\r\nx\r\n") == b"DRAINING\r\n"
+            for _ in range(1000):
+                if say(c, b"put 0 0 1 1\r\nx\r\n") == b"DRAINING\r\n":
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.fail("SIGUSR1 never turned drain mode on")
         got = samples(scrape(s.http))
         assert got[("draining", frozenset([("instance", f"127.0.0.1:{s.server.port}")]))] == 1
         status, _, body = get(s.http, "/readyz")

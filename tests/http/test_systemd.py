@@ -121,7 +121,7 @@ def test_named_sockets_ready_watchdog_stopping(tmp_path: Path) -> None:
         m.wait_for("WATCHDOG=1")
         m.proc.send_signal(signal.SIGTERM)
         m.wait_for("STOPPING=1")
-        assert m.stop() == 0
+        assert m.proc.wait(20) == 0
     finally:
         m.stop()
 
