@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from test_protocol_bench import PUT, ROUND, Bench, CollectingTransport, _feeds, _run
 
-from geanstalk.instrumented import OP_NAMES, InstrumentedConnection, instrument_storage
+from geanstalk.instrumented import OP_NAMES, connection_class, instrument_storage
 from geanstalk.metrics import Instruments, build_registry
 
 
@@ -24,9 +24,10 @@ class InstrumentedBench(Bench):
         build_registry(self.server, instruments=ins)
         instrument_storage(self.server, ins)
         n = len(self.conns)
+        cls = connection_class(ins)
         self.conns, self.transports = [], []
         for _ in range(n):
-            conn = InstrumentedConnection(self.server)
+            conn = cls(self.server)
             t = CollectingTransport()
             conn.connection_made(t)
             self.conns.append(conn)

@@ -46,6 +46,7 @@ Resource bounds (off by default; see docs/SECURITY.md):
  --max-memory BYTES     job memory bound; a put past it gets OUT_OF_MEMORY
  --idle-timeout SECONDS close a connection idle that long (no command,
                         no reserved job, no blocked reserve)
+
 Operations (docs/OPERATIONS.md):
  --http ADDR:PORT        serve /metrics /healthz /readyz /stats.json (off by default)
  --metrics-names NAMES   beanstalkd-exporter (default) or beanstalkd-rs

@@ -250,7 +250,7 @@ class _HttpClient(asyncio.Protocol):
 async def start_endpoint(runner: Any) -> HttpEndpoint:
     """Turn on metrics and the endpoint for a Runner whose facade is built
     (before the journal's replay, so /healthz answers during it)."""
-    from geanstalk.instrumented import OP_NAMES, InstrumentedConnection, instrument_storage
+    from geanstalk.instrumented import OP_NAMES, connection_class, instrument_storage
     from geanstalk.metrics import Instruments, build_registry
     from geanstalk.systemd import describe
 
@@ -273,7 +273,7 @@ async def start_endpoint(runner: Any) -> HttpEndpoint:
         instruments=ins,
         listeners={"beanstalk": instance},
     )
-    server.connection_factory = InstrumentedConnection
+    server.connection_factory = connection_class(ins)
     instrument_storage(server, ins)
     if hasattr(server.journal, "observer"):
         server.journal.observer = ins

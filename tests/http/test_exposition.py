@@ -19,7 +19,7 @@ from geanstalk.exposition import (
     render_text,
     wants_openmetrics,
 )
-from geanstalk.instrumented import OP_NAMES, InstrumentedConnection, instrument_storage
+from geanstalk.instrumented import OP_NAMES, connection_class, instrument_storage
 from geanstalk.metrics import Family, Instruments, build_registry
 from geanstalk.server import Server
 
@@ -68,7 +68,7 @@ def _server(names: str, instance: str | None = "127.0.0.1:11300") -> Server:
     ins = Instruments(OP_NAMES)
     build_registry(server, names=names, instance=instance, instruments=ins)
     instrument_storage(server, ins)
-    conn = InstrumentedConnection(server)
+    conn = connection_class(ins)(server)
     conn.connection_made(Transport())
     conn.data_received(
         b"use a-b\r\nput 0 0 60 2\r\nhi\r\nput 2000 0 60 2\r\nho\r\nwatch a-b\r\n"
