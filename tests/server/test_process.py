@@ -328,3 +328,18 @@ def test_big_pipelined_puts_keep_every_body_exact(kind: str) -> None:
         for jid, body in zip((int(x.split()[1]) for x in inserted), bodies, strict=True):
             s.sendall(b"reserve-with-timeout 0\r\n")
             assert recv_until(s) == b"RESERVED %d %d\r\n%b\r\n" % (jid, len(body), body)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [((), "event loop: uvloop"), (("--no-uvloop",), "event loop: asyncio (--no-uvloop)")],
+)
+def test_verbose_logs_which_event_loop_runs(flags: tuple[str, ...], expected: str) -> None:
+    if not flags:
+        pytest.importorskip("uvloop")
+    with tempfile.TemporaryDirectory() as d:
+        log = os.path.join(d, "stderr")
+        with running("geanstalk", "-V", *flags, stderr_path=log) as server:
+            server.connect().close()
+        with open(log, encoding="utf-8") as f:
+            assert expected in f.read()
