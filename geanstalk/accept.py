@@ -78,7 +78,7 @@ def _step(coro: Coroutine[Any, Any, Any], listener: Listener | None, _fut: Any =
         if listener is not None:
             listener.pending -= 1
         return
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
         # A TLS handshake that failed or timed out: the transport is closed.
         if listener is not None:
             listener.pending -= 1

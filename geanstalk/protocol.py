@@ -309,6 +309,7 @@ class Connection(asyncio.Protocol):
         "_close_when_flushed",
         "_closed",
         "_eof",
+        "_gated",
         "_held",
         "_job",
         "_max_job_size",
@@ -322,7 +323,6 @@ class Connection(asyncio.Protocol):
         "_read_paused",
         "_reserve_next",
         "_resume_pending",
-        "_send",
         "_skip_reply",
         "_state",
         "_stopping",
@@ -364,7 +364,7 @@ class Connection(asyncio.Protocol):
         self._reserve_next = server.reserve_next
         self.client = server.new_client(self._wake)
         # Replies go out at once, or wait for the log to make them durable (-b).
-        self._send = self._emit if server.gated else self._write
+        self._gated = server.gated
 
     @property
     def peer(self) -> str:
@@ -603,7 +603,10 @@ class Connection(asyncio.Protocol):
         if out:
             reply = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self._send(reply)
+            if self._gated:
+                self._emit(reply)
+            else:
+                self._write(reply)
         if self._close_when_flushed:
             self._flush()
         if self._read_paused or state == S_WAIT:
@@ -634,7 +637,10 @@ class Connection(asyncio.Protocol):
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self._send(data)
+            if self._gated:
+                self._emit(data)
+            else:
+                self._write(data)
         if self._close_when_flushed and not self._held and not self._closed:
             self._closed_by_us()
 
@@ -733,7 +739,10 @@ class Connection(asyncio.Protocol):
             return
         reply = frame_job(word, job) if job is not None else word + b"\r\n"
         self._state = S_COMMAND
-        self._send(reply)
+        if self._gated:
+            self._emit(reply)
+        else:
+            self._write(reply)
         if self._eof and not self._buf:
             # Half-closed with nothing more to answer: close now, not a loop
             # iteration later.
