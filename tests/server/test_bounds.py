@@ -390,3 +390,24 @@ def test_bound_counters_start_at_zero() -> None:
         "idle_closed": 0,
         "puts_out_of_memory": 0,
     }
+
+
+def test_client_libraries_see_out_of_memory_and_recover() -> None:
+    import greenstalk
+    import pystalk
+
+    body = "g" * BODY
+    with running("geanstalk", "--max-memory", str(2 * PER_JOB + 10)) as server:
+        with greenstalk.Client(server.address) as g:
+            assert g.put(body) == 1
+            assert g.put(body) == 2
+            with pytest.raises(greenstalk.OutOfMemoryError):
+                g.put(body)
+            g.delete(1)
+            assert g.put(body) == 3
+        p = pystalk.BeanstalkClient(*server.address)
+        with pytest.raises(pystalk.BeanstalkError) as err:
+            p.put_job(body)
+        assert err.value.message in (b"OUT_OF_MEMORY", "OUT_OF_MEMORY")
+        p.delete_job(2)
+        assert p.put_job(body) == (b"INSERTED", 4)  # pystalk returns (status, id)
