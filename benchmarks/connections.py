@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import os
 import select
 import socket
 import statistics
@@ -291,7 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "beanstalkd" in servers and BEANSTALKD is None:
         print("beanstalkd not on PATH: geanstalk only, no ratios", file=sys.stderr)
         servers.remove("beanstalkd")
+    load_before = os.getloadavg()[0]
     idles, storms = run(servers, a.idle, a.storm, a.repeat, a.geanstalk_arg)
+    load_after = os.getloadavg()[0]
     settings = loadgen.Settings()
     settings.repeat = a.repeat
     lines = render(idles, storms, a.idle, a.storm)
@@ -299,11 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.markdown:
         head = loadgen.describe_machine(settings).split(". ")[0] + "."
         cmd = "python -m benchmarks.connections " + " ".join(
-            x for x in (argv if argv is not None else sys.argv[1:]) if not x.endswith(".md")
+            "FILE" if x.endswith(".md") else x for x in (argv if argv is not None else sys.argv[1:])
         )
         Path(a.markdown).write_text(
             "# Connections: geanstalk vs beanstalkd\n\n"
-            f"{head} Median of {a.repeat} runs per server, interleaved.\n\n"
+            f"{head} Median of {a.repeat} runs per server, interleaved. Load average "
+            f"(1 min) {load_before:.1f} at the start, {load_after:.1f} at the end: clients and "
+            "servers share the cores, compare the ratios.\n\n"
             f"Command: `{cmd.strip()}`\n\n" + "\n".join(lines) + "\n"
         )
     return 0
