@@ -55,6 +55,13 @@ Operations (docs/OPERATIONS.md):
  --log-format FORMAT     text (default) or json (one object per line)
  A socket passed by systemd (LISTEN_FDS) wins over -l/-p; one named "http"
  (LISTEN_FDNAMES) serves the HTTP endpoint.
+
+High availability (docs/CLUSTER.md; needs `pip install 'geanstalk[cluster]'`):
+ --etcd URLS          etcd client URLs, comma-separated (http://H1:2379,...)
+ --cluster NAME       the cluster this node belongs to (keys /geanstalk/NAME/)
+ --node-name NAME     this node's name (default: its advertised address)
+ --advertise H:P      where clients and other nodes reach this node
+ --lease-ttl SECONDS  leader lease (default 2): failover takes about this long
 """
 
 EXIT_USAGE = 5
@@ -112,6 +119,11 @@ LONG_OPTIONS: dict[str, tuple[str, str]] = {
     "--no-metrics-instance": ("metrics_instance", "false"),
     "--metrics-tube-limit": ("metrics_tube_limit", "size"),
     "--log-format": ("log_format", "str"),
+    "--etcd": ("etcd", "str"),
+    "--cluster": ("cluster", "str"),
+    "--node-name": ("node_name", "str"),
+    "--advertise": ("advertise", "str"),
+    "--lease-ttl": ("lease_ttl", "size"),
 }
 _CHOICES = {
     "metrics_names": ("beanstalkd-exporter", "beanstalkd-rs"),
@@ -360,6 +372,14 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
         if importlib.util.find_spec("geanstalk.binlog") is None:
             print(f"{prog}: binlog support not available", file=sys.stderr)
             return 1
+
+    if opts.etcd is not None:
+        from geanstalk.cluster import config_problem
+
+        problem = config_problem(opts)
+        if problem is not None:
+            print(f"{prog}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
 
     sockets: list[socket.socket] = []
     http_sock: socket.socket | None = None

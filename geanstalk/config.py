@@ -60,6 +60,13 @@ class ServerConfig:
     metrics_tube_limit: int = 1000
     # --log-format: "text" (as beanstalkd, -V) or "json" (one object per line).
     log_format: str = "text"
+    # High availability on etcd (geanstalk/cluster/): comma-separated client
+    # URLs; None = a single node. The rest only matter with etcd set.
+    etcd: str | None = None
+    cluster: str | None = None
+    node_name: str | None = None  # default: the advertised address
+    advertise: str | None = None  # host:port clients and relays reach; default listen:port
+    lease_ttl: int = 2  # seconds; a dead leader is replaced after about this long
 
     def __init__(self, **options: object) -> None:
         cls = type(self)

@@ -467,6 +467,21 @@ class Connection(asyncio.Protocol):
         t.close()
         return True
 
+    def fail_held(self, reply: bytes) -> None:
+        """The journal will never make the held replies durable (a cluster
+        leader stepped down): nothing more is executed, each held reply is
+        sent as ``reply`` instead (what it reported was not acknowledged),
+        and the connection closes."""
+        self._stopping = True
+        held = self._held
+        data = reply * len(held)
+        held.clear()
+        t = self.transport
+        if t is not None and not t.is_closing():
+            if data:
+                t.write(data)
+            t.close()
+
     # --- reading, batching, writing -------------------------------------------
 
     def data_received(self, data: bytes) -> None:

@@ -73,6 +73,7 @@ class Runner:
         # cli.py); bound from config.http at start() when None.
         self.http_socket: socket.socket | None = None
         self.http: Any = None  # geanstalk.http.HttpEndpoint while on
+        self.cluster: Any = None  # the cluster node (geanstalk/cluster/node.py) with --etcd
         self._stop: asyncio.Future[str] | None = None
         self._stopped = False
         self._idle: Any = None  # the --idle-timeout sweeper
@@ -101,6 +102,9 @@ class Runner:
         self.loop = loop
         self._stop = loop.create_future()
         cfg = self.config
+        if cfg.etcd:
+            await self._start_cluster()
+            return
         journal = self.open_journal(loop)
         self.journal = journal
         server = Server(
@@ -136,6 +140,21 @@ class Runner:
 
             self._idle = IdleSweeper(server, cfg.idle_timeout)
             self._idle.start()
+        self.ready = True
+        await self._run_hooks(self.on_ready)
+
+    async def _start_cluster(self) -> None:
+        """--etcd: the cluster node owns the Server (a standby's copy, or the leader's)."""
+        from geanstalk.cluster.node import ClusterNode
+
+        node = ClusterNode(self)
+        self.cluster = node
+        await node.start()
+        self.on_stopping.insert(0, node.stop)
+        if self.install_signals:
+            self._install_signals()
+        for sock in self.sockets:
+            await self.add_listener(sock, node.protocol)
         self.ready = True
         await self._run_hooks(self.on_ready)
 

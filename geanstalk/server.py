@@ -264,6 +264,10 @@ class Server:
 
     # --- recovery -------------------------------------------------------------
 
+    def forget(self, jid: int) -> None:
+        """A standby: the leader's journal deleted (or rewrote) job jid."""
+        self.storage.forget(jid)
+
     def restore(self, jobs: list[Job], next_id: int) -> None:
         """Take back the jobs a binlog recovered, then continue its ids."""
         for job in jobs:

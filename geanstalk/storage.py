@@ -602,7 +602,25 @@ class StorageService:
         heap = self.ttr
         return heap.peek().runnable_at if len(heap) else INF
 
-    # --- binlog replay -------------------------------------------------------
+    # --- binlog replay, and a standby following a leader's journal -------------
+
+    def forget(self, jid: int) -> None:
+        """Drop a job deleted (or about to be restored anew) by the journal being
+        followed: not a delete of this server's, so nothing is counted or journaled."""
+        job = self.jobs.get(jid)
+        if job is None:
+            return
+        if job.state == RESERVED:
+            client = job.reserver
+            if client is not None:
+                client.reserved.pop(jid, None)
+            self._unreserve(job)
+        else:
+            self._unwait(job)
+        self.jobs.remove(job)
+        t = job.tube
+        if not (t.using or t.watching):
+            self._maybe_drop(t)
 
     def restore(self, job: Job) -> None:
         """Take back a job recovered from the binlog (times in wall-clock seconds).
