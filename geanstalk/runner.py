@@ -102,22 +102,34 @@ class Runner:
         self.loop = loop
         self._stop = loop.create_future()
         cfg = self.config
+        factory = None
         if cfg.etcd:
-            await self._start_cluster()
-            return
-        journal = self.open_journal(loop)
-        self.journal = journal
-        server = Server(
-            loop,
-            journal,
-            cfg.max_job_size,
-            cfg.output_cap,
-            clock=self.clock,
-            connection_factory=self.connection_factory,
-        )
-        self.server = server
-        if cfg.max_memory:
-            server.limit_memory(cfg.max_memory)
+            # The cluster node owns the Server (a standby's copy, or the
+            # leader's) and replaces it when it loses the leadership.
+            from geanstalk.cluster.node import ClusterNode
+
+            node = ClusterNode(self)
+            self.cluster = node
+            await node.start()
+            self.on_stopping.insert(0, node.stop)
+            server = self.server
+            assert server is not None
+            factory = node.protocol
+            journal = None
+        else:
+            journal = self.open_journal(loop)
+            self.journal = journal
+            server = Server(
+                loop,
+                journal,
+                cfg.max_job_size,
+                cfg.output_cap,
+                clock=self.clock,
+                connection_factory=self.connection_factory,
+            )
+            self.server = server
+            if cfg.max_memory:
+                server.limit_memory(cfg.max_memory)
         if cfg.http or self.http_socket is not None:
             from geanstalk.http import start_endpoint
 
@@ -134,27 +146,12 @@ class Runner:
         if self.install_signals:
             self._install_signals()
         for sock in self.sockets:
-            await self.add_listener(sock)
+            await self.add_listener(sock, factory)
         if cfg.idle_timeout:
             from geanstalk.idle import IdleSweeper
 
             self._idle = IdleSweeper(server, cfg.idle_timeout)
             self._idle.start()
-        self.ready = True
-        await self._run_hooks(self.on_ready)
-
-    async def _start_cluster(self) -> None:
-        """--etcd: the cluster node owns the Server (a standby's copy, or the leader's)."""
-        from geanstalk.cluster.node import ClusterNode
-
-        node = ClusterNode(self)
-        self.cluster = node
-        await node.start()
-        self.on_stopping.insert(0, node.stop)
-        if self.install_signals:
-            self._install_signals()
-        for sock in self.sockets:
-            await self.add_listener(sock, node.protocol)
         self.ready = True
         await self._run_hooks(self.on_ready)
 

@@ -120,7 +120,7 @@ class ClusterNode:
         cfg = runner.config
         loop = asyncio.get_running_loop()
         journal = EtcdJournal(self.client, self.keys, loop, clock=runner.clock)
-        return Server(
+        server = Server(
             loop,
             journal,
             cfg.max_job_size,
@@ -128,12 +128,20 @@ class ClusterNode:
             clock=runner.clock,
             connection_factory=runner.connection_factory,
         )
+        if cfg.max_memory:
+            server.limit_memory(cfg.max_memory)
+        return server
 
     def _set_server(self, server: Server) -> None:
         runner = self.runner
         old = runner.server
         runner.server = server
         runner.journal = server.journal
+        # Helpers that hold the server (the idle sweeper, the HTTP endpoint).
+        for name in ("_idle", "http"):
+            helper = getattr(runner, name, None)
+            if helper is not None and hasattr(helper, "server"):
+                helper.server = server
         if old is not None and old is not server:
             old.timers.close()
             if old.connections:
