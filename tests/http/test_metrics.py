@@ -137,6 +137,56 @@ def test_fixture_is_what_the_exporter_makes_of_beanstalkd_1_12() -> None:
     assert names == listed
 
 
+# Keys whose values depend on the server, not on the workload.
+SERVER_SPECIFIC = VOLATILE | {"max-job-size", "binlog-max-size", "total-connections"}
+
+
+@pytest.mark.reference
+@pytest.mark.skipif(BEANSTALKD is None, reason=SKIP_NO_REFERENCE)
+def test_values_are_what_the_exporter_would_show_for_beanstalkd() -> None:
+    """The same workload on beanstalkd 1.12, read the way the exporter reads
+    it (stats and stats-tube over the protocol), gives the values geanstalk's
+    /metrics shows for the workload's series."""
+    with running("beanstalkd") as ref:
+        with ref.connect() as c:
+            workload(c)
+        # As in the fixture, the workload's connection has gone (its
+        # reserved job back to ready) before the figures are read.
+        with ref.connect() as c:
+            ref_stats = stats(c)
+            ref_tubes = {t: stats_tube(c, t) for t in TUBES}
+    ours = start()
+    try:
+        with ours.server.connect() as c:
+            workload(c)
+        got = samples(scrape(ours.http))
+    finally:
+        ours.server.stop()
+    inst = ("instance", f"127.0.0.1:{ours.server.port}")
+    compared = 0
+    for key, value in ref_stats.items():
+        name = key.replace("-", "_")
+        if (
+            key in SERVER_SPECIFIC
+            or key.startswith("cmd-stats")
+            or (name, frozenset([inst])) not in got
+        ):
+            continue
+        if key.startswith(("current-connections", "current-producers", "current-workers")):
+            continue
+        expected = 0.0 if key == "draining" else float(value)
+        assert got[(name, frozenset([inst]))] == expected, key
+        compared += 1
+    for tube, st in ref_tubes.items():
+        for key, value in st.items():
+            if key in ("name", "current-using", "current-watching") or key in VOLATILE:
+                continue
+            labels = frozenset([inst, ("tube", tube)])
+            assert got[("tube_" + key.replace("-", "_"), labels)] == float(value), (tube, key)
+            compared += 1
+    assert compared > 60
+
+
 def test_histograms_after_the_workload(worked: Started) -> None:
     with worked.server.connect() as c:
         puts = int(stats(c)["cmd-put"])
