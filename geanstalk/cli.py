@@ -411,8 +411,8 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             return 111
     if opts.http and http_sock is None:
         try:
-            host, _, port = opts.http.rpartition(":")
-            if not port.isdigit() or int(port) > 65535:
+            host, sep, port = opts.http.rpartition(":")
+            if not sep or not port.isdigit() or int(port) > 65535:
                 raise UsageError(f"--http wants ADDR:PORT, got {opts.http}")
             http_sock = make_socket(host or "127.0.0.1", int(port))
         except UsageError as exc:
@@ -430,7 +430,7 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
     if opts.user:
         # After the drop the new user may not be able to read the installation
         # (a Python under root's home, say): load the server's code first.
-        _preload(opts)
+        _preload(opts, http=http_sock is not None)
         try:
             _become(opts.user)
         except (UsageError, OSError) as exc:
@@ -440,14 +440,14 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
     return _run_server(sockets, http_sock, opts, prog, early)
 
 
-def _preload(opts: ServerConfig) -> None:
+def _preload(opts: ServerConfig, http: bool = False) -> None:
     """Import every module serving needs, while the process can still read them all."""
     import importlib
     import importlib.util
 
     names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.runner"]
     names.append("geanstalk.journal" if opts.binlog_dir is None else "geanstalk.binlog")
-    if opts.http:
+    if http or opts.http or "NOTIFY_SOCKET" in os.environ:
         names += ["geanstalk.http", "geanstalk.metrics", "geanstalk.metrics_stats"]
         names += ["geanstalk.exposition", "geanstalk.instrumented", "geanstalk.systemd"]
     if opts.log_format == "json":

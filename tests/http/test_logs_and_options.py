@@ -128,3 +128,18 @@ def test_server_without_http_has_no_metrics_and_plain_connections() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("value", ["9100", "127.0.0.1:", "127.0.0.1:70000"])
+def test_bad_http_address_is_a_usage_error(value: str) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "geanstalk", "serve", "-l", "127.0.0.1", "-p", "0", "--http", value],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 5
+    assert "--http wants ADDR:PORT" in r.stderr
