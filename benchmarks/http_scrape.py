@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()[0]
     lines = [
         "| scenario | geanstalk ops/s | +http ops/s | http/plain | beanstalkd ops/s "
-        "| +http/beanstalkd | CPU us/op plain | CPU us/op +http | scrapes (bytes each) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| +http/beanstalkd | CPU us/op plain | CPU us/op +http | CPU +http/plain "
+        "| CPU us/op beanstalkd | scrapes (bytes each) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in chosen:
         plain = rows[(name, "geanstalk")]
@@ -138,15 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         ref = rows.get((name, "beanstalkd"))
         p_ops, h_ops = statistics.median(plain.ops), statistics.median(http.ops)
         r_ops = statistics.median(ref.ops) if ref else float("nan")
+        r_cpu = statistics.median(ref.cpu) if ref else float("nan")
+        p_cpu, h_cpu = statistics.median(plain.cpu), statistics.median(http.cpu)
         lines.append(
             f"| {name} | {p_ops:,.0f} | {h_ops:,.0f} | {h_ops / p_ops:.2f} | {r_ops:,.0f} "
-            f"| {h_ops / r_ops:.2f} | {statistics.median(plain.cpu):.1f} "
-            f"| {statistics.median(http.cpu):.1f} | {http.scrapes} ({http.scrape_bytes:,}) |"
+            f"| {h_ops / r_ops:.2f} | {p_cpu:.1f} | {h_cpu:.1f} | {h_cpu / p_cpu:.2f} "
+            f"| {r_cpu:.1f} | {http.scrapes} ({http.scrape_bytes:,}) |"
         )
     head = (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {opts.seconds:g} s per run, "
         f"median of {opts.repeat}, servers interleaved; load average {load_before:.2f} before, "
-        f"{load_after:.2f} after (2 cores shared with other work: compare the ratios)."
+        f"{load_after:.2f} after (2 cores shared with other work: the server's CPU per "
+        "operation moves less with the load than ops/s does)."
     )
     table = "\n".join(lines)
     print(head)
