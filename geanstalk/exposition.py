@@ -19,6 +19,8 @@ OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 def format_value(value: float) -> str:
     """A sample value as Go's strconv prints a float64 (what Prometheus expects)."""
+    if type(value) is int and -(10**15) < value < 1_000_000:
+        return f"{value}.0"  # what the float's repr would be, without making it
     d = float(value)
     if d == math.inf:
         return "+Inf"
@@ -38,14 +40,23 @@ def _label_value(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels)) + "}"
+def _labels(labels: Labels, cache: dict[Labels, str]) -> str:
+    """The {...} of a sample; the same label sets recur in every family of a
+    scrape (one per tube), so each is written once per scrape."""
+    text = cache.get(labels)
+    if text is None:
+        if labels:
+            pairs = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels))
+            text = "{" + pairs + "}"
+        else:
+            text = ""
+        cache[labels] = text
+    return text
 
 
 def render_text(families: Iterable[Family]) -> bytes:
     out: list[str] = []
+    cache: dict[Labels, str] = {}
     for f in families:
         name, kind = f.name, f.type
         if kind == COUNTER:
@@ -56,7 +67,7 @@ def render_text(families: Iterable[Family]) -> bytes:
         help_text = f.help.replace("\\", r"\\").replace("\n", r"\n")
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
         out.extend(
-            f"{sname}{_labels(labels)} {format_value(value)}\n"
+            f"{sname}{_labels(labels, cache)} {format_value(value)}\n"
             for sname, labels, value in f.samples
         )
     return "".join(out).encode("utf-8")
@@ -64,11 +75,12 @@ def render_text(families: Iterable[Family]) -> bytes:
 
 def render_openmetrics(families: Iterable[Family]) -> bytes:
     out: list[str] = []
+    cache: dict[Labels, str] = {}
     for f in families:
         help_text = _label_value(f.help)
         out.append(f"# HELP {f.name} {help_text}\n# TYPE {f.name} {f.type}\n")
         out.extend(
-            f"{sname}{_labels(labels)} {format_value(value)}\n"
+            f"{sname}{_labels(labels, cache)} {format_value(value)}\n"
             for sname, labels, value in f.samples
         )
     out.append("# EOF\n")
