@@ -88,6 +88,8 @@ COMMANDS: dict[str, str] = {
     "tail": "geanstalk.admin.jobs:tail",
     "dump": "geanstalk.admin.dumpload:dump",
     "load": "geanstalk.admin.dumpload:load",
+    # `geanstalk cluster status --etcd URLS --cluster NAME`: reads etcd, not a server
+    "cluster": "geanstalk.cluster.status:main",
 }
 
 _LONG = {
