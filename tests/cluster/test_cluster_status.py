@@ -51,9 +51,11 @@ def delete(etcd: EtcdCluster, key: bytes) -> int:
 def test_status_shows_leader_epoch_and_standby_lag(etcd1: EtcdCluster, cluster_name: str) -> None:
     keys = Keys(cluster_name)
     _, epoch = put(etcd1, keys.leader, leader_value("n1", "127.0.0.1:21001"))
-    etcd1.put(keys.next_id, b"1001")
+    n3_applied = etcd1.put(keys.next_id, b"1001")
     put(etcd1, keys.job(1), record(1, 1_700_000_000.0))
-    caught_up_to = etcd1.put(keys.member("n3"), member_value("n3", "127.0.0.1:21003", "standby", 0))
+    n3_reported = etcd1.put(
+        keys.member("n3"), member_value("n3", "127.0.0.1:21003", "standby", n3_applied)
+    )
     # n2 applied up to here; then the leader commits 3 puts and a delete.
     applied = etcd1.put(keys.job(2), record(2, 1_700_000_001.0))
     first_unapplied_at = 1_700_000_100.0
@@ -67,7 +69,6 @@ def test_status_shows_leader_epoch_and_standby_lag(etcd1: EtcdCluster, cluster_n
         keys.member("n2"),
         member_value("n2", "127.0.0.1:21002", "standby", applied, first_unapplied_at + 0.25),
     )
-    # n3 reports having applied everything before its own write... long ago.
     done = status(etcd1, cluster_name, "--json")
     assert done.returncode == 0, done.stderr
     view = json.loads(done.stdout)
@@ -86,7 +87,7 @@ def test_status_shows_leader_epoch_and_standby_lag(etcd1: EtcdCluster, cluster_n
     assert n2["lag_revisions"] == head + 1 - applied  # the leader's heartbeat too
     assert n2["lag_ms"] == pytest.approx(250.0, abs=1.0)
     n3 = members["n3"]
-    assert n3["applied_revision"] == 0 and n3["reported_revision"] == caught_up_to
+    assert (n3["applied_revision"], n3["reported_revision"]) == (n3_applied, n3_reported)
     assert n3["lag_records"] == 1  # job 1, committed before its report
     assert n3["lag_ms"] is None or n3["lag_ms"] >= 0
     assert len(view["etcd"]) == 1 and view["etcd"][0]["healthy"] and view["etcd"][0]["is_leader"]
