@@ -313,6 +313,56 @@ def collect_geanstalk(server: Server) -> Iterator[Family]:
     yield f
 
 
+# --- geanstalk_*: the resource bounds (docs/SECURITY.md) ---------------------------
+
+
+def collect_bounds(server: Server) -> Iterator[Family]:
+    b = server.bound_figures()
+    inst = server.metrics.instance_labels()
+    yield gauge(
+        "geanstalk_max_connections",
+        "--max-connections: connections served at once (0: no bound).",
+        b["max-connections"],
+        inst,
+    )
+    yield counter(
+        "geanstalk_connections_refused",
+        "Connections reset on accept: --max-connections open (or too many TLS handshakes).",
+        b["connections_refused"],
+        inst,
+    )
+    yield counter(
+        "geanstalk_accept_pauses",
+        "Times accepting paused for 100 ms because file descriptors ran out (EMFILE/ENFILE).",
+        b["accept_pauses"],
+        inst,
+    )
+    yield counter(
+        "geanstalk_idle_connections_closed",
+        "Connections closed by --idle-timeout.",
+        b["idle_closed"],
+        inst,
+    )
+    yield gauge(
+        "geanstalk_max_memory_bytes",
+        "--max-memory: the bound on job memory (0: no bound).",
+        b["max-memory"],
+        inst,
+    )
+    yield gauge(
+        "geanstalk_job_memory_bytes",
+        "Job memory counted against --max-memory: bodies plus a per-job overhead (0 without it).",
+        b["job-memory"],
+        inst,
+    )
+    yield counter(
+        "geanstalk_puts_out_of_memory",
+        "Puts answered OUT_OF_MEMORY because of --max-memory.",
+        b["puts_out_of_memory"],
+        inst,
+    )
+
+
 def build_registry(
     server: Server,
     names: str = "beanstalkd-exporter",
@@ -335,4 +385,4 @@ def build_registry(
 
 # Collectors every endpoint has, after the stats ones. Add yours here or
 # register it at start-up (see the module's docstring).
-BUILTIN_COLLECTORS: list[Collector] = [collect_geanstalk]
+BUILTIN_COLLECTORS: list[Collector] = [collect_geanstalk, collect_bounds]

@@ -130,6 +130,7 @@ class Runner:
             self.server = server
             if cfg.max_memory:
                 server.limit_memory(cfg.max_memory)
+        server.max_connections = cfg.max_connections
         if cfg.http or self.http_socket is not None:
             from geanstalk.http import start_endpoint
 
@@ -203,12 +204,13 @@ class Runner:
         cap = self.config.max_connections
         if not cap:
             return None
-        server = self.server
         listeners = self.listeners
-        assert server is not None
 
         def admit() -> bool:
-            return len(server.connections) + sum(lst.pending for lst in listeners) < cap
+            # self.server, not a copy: a cluster node replaces it on failover.
+            server = self.server
+            served = len(server.connections) if server is not None else 0
+            return served + sum(lst.pending for lst in listeners) < cap
 
         return admit
 

@@ -72,6 +72,8 @@ class Server:
         # How often each resource bound was hit (read by the metrics endpoint).
         self.bounds = BoundCounters()
         self._memory_log = RateLimitedLog()
+        # --max-connections as configured (0: none); the listeners enforce it.
+        self.max_connections = 0
         # The metrics registry (geanstalk.metrics.Registry) while the HTTP
         # endpoint is on; None otherwise (then nothing measures anything).
         self.metrics: Any = None
@@ -257,6 +259,18 @@ class Server:
     def connection_listeners(self) -> list[str]:
         """The listener each open connection came through."""
         return [getattr(c, "listener", "beanstalk") for c in self.connections]
+
+    def bound_figures(self) -> dict[str, int]:
+        """The resource bounds as configured (0: off), the job memory counted
+        against --max-memory (0 without it: nothing is counted then), and how
+        often each bound was hit."""
+        s = self.storage
+        return {
+            "max-connections": self.max_connections,
+            "max-memory": s.max_memory,
+            "job-memory": s.job_memory() if s.max_memory else 0,
+            **self.bounds.as_dict(),
+        }
 
     def journal_figures(self) -> dict[str, int]:
         figures = getattr(self.journal, "figures", None)

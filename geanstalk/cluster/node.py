@@ -130,6 +130,7 @@ class ClusterNode:
         )
         if cfg.max_memory:
             server.limit_memory(cfg.max_memory)
+        server.max_connections = cfg.max_connections
         return server
 
     def _set_server(self, server: Server) -> None:
