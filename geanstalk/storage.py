@@ -618,6 +618,7 @@ class StorageService:
         else:
             self._unwait(job)
         self.jobs.remove(job)
+        self.body_bytes -= len(job.body)  # restore() counted it
         t = job.tube
         if not (t.using or t.watching):
             self._maybe_drop(t)

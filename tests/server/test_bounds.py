@@ -411,3 +411,23 @@ def test_client_libraries_see_out_of_memory_and_recover() -> None:
         assert err.value.message in (b"OUT_OF_MEMORY", "OUT_OF_MEMORY")
         p.delete_job(2)
         assert p.put_job(body) == (b"INSERTED", 4)  # pystalk returns (status, id)
+
+
+def test_jobs_restored_then_forgotten_leave_the_job_memory_as_it_was() -> None:
+    """A standby follows a journal with restore() and forget(): both count."""
+    from geanstalk.core import Job
+    from geanstalk.journal import NullJournal
+    from geanstalk.storage import StorageService
+
+    storage = StorageService(NullJournal())
+    storage.max_memory = 10 * PER_JOB
+    for jid in (1, 2, 3):
+        job = Job(jid, 0, None, 60, b"f" * BODY, 0, time.time())
+        job.tube = b"default"
+        storage.restore(job)
+    assert storage.job_memory() == 3 * PER_JOB
+    storage.forget(2)
+    assert storage.job_memory() == 2 * PER_JOB
+    assert storage.memory_allows(BODY)
+    storage.max_memory = 3 * PER_JOB - 1
+    assert not storage.memory_allows(BODY)
