@@ -276,6 +276,18 @@ class Server:
         figures = getattr(self.journal, "figures", None)
         return figures() if figures is not None else {}
 
+    # --- the clock ----------------------------------------------------------------
+
+    def next_timer(self) -> float:
+        """When the clock next has something to do: a delay, TTR, pause or
+        reserve timeout ending (inf: nothing)."""
+        return self.timers.next_wake()
+
+    def clock_moved(self) -> None:
+        """The injected clock jumped forward (geanstalk.testing's advance()):
+        do now what became due, exactly as the timer would have."""
+        self.timers.catch_up()
+
     # --- recovery -------------------------------------------------------------
 
     def forget(self, jid: int) -> None:

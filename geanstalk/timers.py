@@ -77,16 +77,26 @@ class TimerService:
         finally:
             self.rearm()
 
-    def rearm(self) -> None:
+    def next_wake(self) -> float:
+        """The earliest of the four deadlines (inf: none)."""
         storage = self.storage
-        nxt = min(
+        return min(
             storage.next_delay(),
             storage.next_pause(),
             self.lock.next_wake(),
             storage.next_ttr(),
         )
+
+    def rearm(self) -> None:
+        nxt = self.next_wake()
         if nxt < INF:
             self.schedule(nxt)
+
+    def catch_up(self) -> None:
+        """After the clock jumped forward: do at once what is due, and re-arm
+        from the new time (the armed handle was computed from the old one)."""
+        self.close()
+        self.fire()
 
     def close(self) -> None:
         if self._handle is not None:

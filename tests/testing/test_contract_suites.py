@@ -24,7 +24,7 @@ from list_queues import {name}
 class TestIt(JobPriorityQueueTests):
     use_hypothesis = {hypothesis}
     random_examples = 40
-    thread_ops = 300
+    thread_ops = 200
 
     @pytest.fixture
     def make_queue(self):
@@ -43,10 +43,12 @@ def contract_tests(cls: type) -> int:
     return count
 
 
-def run_queue(pytester: pytest.Pytester, name: str, hypothesis: str = "None") -> pytest.RunResult:
+def run_queue(
+    pytester: pytest.Pytester, name: str, hypothesis: str = "None", *args: str
+) -> pytest.RunResult:
     pytester.makepyfile(list_queues=IMPLS)
     pytester.makepyfile(test_it=QUEUE_MODULE.format(name=name, hypothesis=hypothesis))
-    return pytester.runpytest("-p", "no:cacheprovider", "-q")
+    return pytester.runpytest("-p", "no:cacheprovider", "-q", "--tb=short", *args)
 
 
 def test_a_correct_queue_passes_every_contract_test(pytester: pytest.Pytester) -> None:
@@ -61,7 +63,7 @@ BROKEN = ["WrongTieBreak", "UpdateDoesNothing", "StaleIndex", "PopNone", "Duplic
 def test_a_broken_queue_fails_naming_the_rule(pytester: pytest.Pytester, name: str) -> None:
     from list_queues import BREAKS
 
-    result = run_queue(pytester, name)
+    result = run_queue(pytester, name, "False")  # seeded: no shrinking to wait for
     out = result.stdout.str()
     assert result.ret == 1, out
     rule = BREAKS[name]
@@ -73,7 +75,7 @@ def test_a_broken_queue_fails_naming_the_rule(pytester: pytest.Pytester, name: s
 
 
 def test_the_failure_message_shows_the_operations(pytester: pytest.Pytester) -> None:
-    result = run_queue(pytester, "WrongTieBreak")
+    result = run_queue(pytester, "WrongTieBreak", "False", "-k", "lower_id")
     out = result.stdout.str()
     assert (
         "test_equal_keys_go_to_the_lower_id FAILED" in out
@@ -85,10 +87,19 @@ def test_the_failure_message_shows_the_operations(pytester: pytest.Pytester) -> 
     assert "1. queue.push(Job(id=5, priority=4, runnable_at=None)) -> None" in block
 
 
+def test_hypothesis_shrinks_a_failing_program(pytester: pytest.Pytester) -> None:
+    result = run_queue(pytester, "WrongTieBreak", "True", "-k", "random")
+    out = result.stdout.str()
+    assert "[order.tie-break]" in out and "program(" in out, out
+    # the shrunk program: two pushes of equal keys, then the pop that shows the order
+    block = out[out.index("operations that led there") :]
+    assert len(re.findall(r"^E +\d+\. ", block, re.M)) <= 6, block
+
+
 def test_the_seeded_run_without_hypothesis_names_the_rule_and_seed(
     pytester: pytest.Pytester,
 ) -> None:
-    result = run_queue(pytester, "WrongTieBreak", hypothesis="False")
+    result = run_queue(pytester, "WrongTieBreak", "False", "-k", "random")
     out = result.stdout.str()
     random_block = out[out.index("test_random_operations_match_a_sorted_list_model") :]
     assert "[order.tie-break]" in random_block
@@ -107,6 +118,7 @@ from list_queues import {name}
 
 class TestIt(JobRegistryTests):
     random_examples = 40
+    use_hypothesis = False
 
     @pytest.fixture
     def make_registry(self):
@@ -120,9 +132,9 @@ def test_a_correct_registry_passes_and_a_wrong_largest_id_fails(
     pytester.makepyfile(list_queues=IMPLS)
     pytester.makepyfile(test_good=REGISTRY_MODULE.format(name="ListRegistry"))
     pytester.makepyfile(test_bad=REGISTRY_MODULE.format(name="LargestIdNeverShrinks"))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "test_good.py")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--tb=short", "test_good.py")
     result.assert_outcomes(passed=contract_tests(JobRegistryTests))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "test_bad.py")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--tb=short", "test_bad.py")
     assert result.ret == 1
     assert "contract rule broken: [registry.largest-id]" in result.stdout.str()
 
@@ -154,6 +166,8 @@ class TestGood(PureTubes):
         return _core_py.TubeHeap
 
 class TestNoFix(PureTubes):
+    use_hypothesis = False
+
     @pytest.fixture
     def make_tubes(self):
         return NoFix
@@ -162,8 +176,8 @@ class TestNoFix(PureTubes):
 
 def test_tube_queues_good_and_one_whose_fix_does_nothing(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_tubes=TUBES_MODULE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-k", "TestGood")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--tb=short", "-k", "TestGood")
     result.assert_outcomes(passed=contract_tests(TubePriorityQueueTests))
-    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-k", "TestNoFix")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--tb=short", "-k", "TestNoFix")
     assert result.ret == 1
     assert "contract rule broken: [tubes.fix]" in result.stdout.str()
