@@ -9,7 +9,9 @@ The contract suites are pytest test classes to subclass (see each class)::
         def make_queue(self):
             return MyQueue
 
-The names are imported on first use, so that the pytest plugin
+The server classes behind the fixtures (InProcessServer, ServerProcess,
+ExternalServer) and AdvanceUnavailable are here too. The names are imported
+on first use, so that the pytest plugin
 (``geanstalk.testing.plugin``), which lives in this package, costs a pytest
 run that never uses it next to nothing.
 """
@@ -21,11 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from geanstalk.testing._contract import ContractViolation, Rule
+    from geanstalk.testing.external import AdvanceUnavailable, ExternalServer, ExternalServerError
+    from geanstalk.testing.inprocess import InProcessServer
+    from geanstalk.testing.process import ServerProcess
     from geanstalk.testing.queue_contract import JobPriorityQueueTests, QueueRules
     from geanstalk.testing.registry_contract import JobRegistryTests, RegistryRules
     from geanstalk.testing.tube_contract import TubePriorityQueueTests, TubeRules
 
 _WHERE = {
+    "AdvanceUnavailable": "external",
+    "ExternalServer": "external",
+    "ExternalServerError": "external",
+    "InProcessServer": "inprocess",
+    "ServerProcess": "process",
     "ContractViolation": "_contract",
     "Rule": "_contract",
     "JobPriorityQueueTests": "queue_contract",
@@ -37,12 +47,17 @@ _WHERE = {
 }
 
 __all__ = [
+    "AdvanceUnavailable",
     "ContractViolation",
+    "ExternalServer",
+    "ExternalServerError",
+    "InProcessServer",
     "JobPriorityQueueTests",
     "JobRegistryTests",
     "QueueRules",
     "RegistryRules",
     "Rule",
+    "ServerProcess",
     "TubePriorityQueueTests",
     "TubeRules",
 ]

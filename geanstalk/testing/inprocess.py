@@ -6,7 +6,9 @@ offset that :meth:`InProcessServer.advance` moves: every deadline the server
 keeps (delays, TTRs, pauses, reserve timeouts, the DEADLINE_SOON margin) and
 every time it reports (``age``, ``time-left``, ``pause-time-left``,
 ``uptime``) follows that clock, so advancing it is the same, to the client, as
-waiting. The binlog's record times are wall-clock times and do not move.
+waiting. The binlog stores wall-clock times: a record written after an
+advance carries the advanced time (a server restarted on that log, on the real
+clock, sees it that much later).
 """
 
 from __future__ import annotations

@@ -286,7 +286,9 @@ class JobPriorityQueueTests:
 
     Class attributes tune the random-program test: ``random_examples`` programs
     of at most ``random_length`` operations, drawn by hypothesis when it is
-    installed (``use_hypothesis = None``), else by a seeded ``random.Random``;
+    installed (``use_hypothesis = None``; derandomized, so every run tries the
+    same programs, and a failing one is shrunk before it is shown), else by
+    ``random.Random(seed)`` for seeds 0, 1, 2, ... (the failure names the seed);
     ``thread_ops`` operations per thread in the thread test.
     """
 

@@ -4,7 +4,7 @@ at once, each at its own moment, with nothing sleeping (raw sockets, the fixture
 from __future__ import annotations
 
 import pytest
-from wire import Wire
+from raw_client import Wire
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_age_and_uptime_move_with_the_clock(geanstalk_server, wire) -> None:
 
 
 def yaml_uptime(wire: Wire) -> str:
-    from wire import yaml_dict
+    from raw_client import yaml_dict
 
     return yaml_dict(wire.ask("stats"))["uptime"]
 

@@ -9,7 +9,7 @@ import sys
 import threading
 
 import pytest
-from wire import Wire
+from raw_client import Wire
 
 USER_TESTS = """
 import greenstalk
@@ -25,6 +25,15 @@ def test_greenstalk(geanstalk_server):
         client.watch("emails")
         job = client.reserve(timeout=0)
         assert job.body == "hello"
+        client.release(job)
+        client.pause_tube("emails", 300)
+        try:
+            client.reserve(timeout=0)
+            raise AssertionError("a paused tube gave a job")
+        except greenstalk.TimedOutError:
+            pass
+        geanstalk_server.advance(300)
+        assert client.reserve(timeout=0).id == job.id
         client.delete(job)
 
 
@@ -169,7 +178,7 @@ def test_geanstalk_process(geanstalk_process) -> None:
 EXTERNAL_TESTS = """
 import pytest
 import greenstalk
-from geanstalk.testing.external import AdvanceUnavailable
+from geanstalk.testing import AdvanceUnavailable
 
 
 def test_against_the_external_server(geanstalk_server):
