@@ -642,8 +642,12 @@ class StorageService:
         if job.id >= self.next_id:
             self.next_id = job.id + 1
         if job.state == BURIED:
-            job.buries -= 1  # _make_buried counts a bury; replay is not one
+            # _make_buried counts a bury; replay is not one (and the count
+            # may be at either end of its range in the log).
+            buries = job.buries
+            job.buries = 0
             self._make_buried(job)
+            job.buries = buries
         elif job.state == DELAYED and job.runnable_at is not None:
             now = self.clock()
             when = job.runnable_at + offset
