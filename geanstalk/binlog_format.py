@@ -318,6 +318,8 @@ def decode_record(data: bytes | memoryview, offset: int) -> tuple[Record, int]:
         tube = bytes(payload[_JOB.size : _JOB.size + tube_len])
         body = bytes(payload[_JOB.size + tube_len :])
         _check_state(f[6])
+        if not math.isfinite(f[7]):
+            raise FormatError("job creation time is not a finite number")
         image = JobImage(
             f[1], f[2], f[3], f[4], f[5], f[6], f[7], _none_if_nan(f[8]), f[9:14], tube, body
         )
@@ -342,4 +344,10 @@ def _check_state(state: int) -> None:
 
 
 def _none_if_nan(value: float) -> float | None:
-    return None if math.isnan(value) else value
+    """A stored time: NaN means none; an infinity no writer stores (and no
+    timer or stats line could use) is damage."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        raise FormatError("a time in the record is infinite")
+    return value

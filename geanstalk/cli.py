@@ -62,6 +62,16 @@ High availability (docs/CLUSTER.md; needs `pip install 'geanstalk[cluster]'`):
  --node-name NAME     this node's name (default: its advertised address)
  --advertise H:P      where clients and other nodes reach this node
  --lease-ttl SECONDS  leader lease (default 2): failover takes about this long
+
+TLS (docs/SECURITY.md):
+ --tls-listen ADDR:PORT   a TLS listener (repeatable), beside -l/-p
+ --tls-cert FILE --tls-key FILE   PEM certificate (chain allowed) and key
+ --tls-client-ca FILE     mutual TLS: clients need a certificate signed by it
+ --auth-tokens FILE       TLS clients must send `auth <token>` first
+ --no-plain               no plain -l/-p listener
+ --max-pending-handshakes N   TLS connections in handshake/auth (default 1024)
+ --tls-handshake-timeout S, --auth-timeout S   (default 10 s each)
+ SIGHUP reloads the certificate, key, CA and tokens.
 """
 
 EXIT_USAGE = 5
@@ -112,6 +122,15 @@ _TAKES_ARG = set("bflpuzs")
 # "false" (no value; sets False), "str", "size" (a non-negative integer), or
 # "list" (a string, repeatable; each use appends).
 LONG_OPTIONS: dict[str, tuple[str, str]] = {
+    "--tls-listen": ("tls_listen", "list"),
+    "--tls-cert": ("tls_cert", "str"),
+    "--tls-key": ("tls_key", "str"),
+    "--tls-client-ca": ("tls_client_ca", "str"),
+    "--auth-tokens": ("auth_tokens", "str"),
+    "--no-plain": ("plain", "false"),
+    "--max-pending-handshakes": ("max_pending_handshakes", "size"),
+    "--tls-handshake-timeout": ("tls_handshake_timeout", "size"),
+    "--auth-timeout": ("auth_timeout", "size"),
     "--no-uvloop": ("uvloop", "false"),
     "--max-connections": ("max_connections", "size"),
     "--max-memory": ("max_memory", "size"),
@@ -307,6 +326,39 @@ def parse_args(argv: list[str]) -> tuple[ServerConfig, str]:
     return opts, action
 
 
+def split_address(text: str) -> tuple[str, int]:
+    """--tls-listen's ADDR:PORT ([v6]:PORT, or :PORT for every address)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"invalid --tls-listen address {text!r} (ADDR:PORT)")
+    return host or "0.0.0.0", int(port)
+
+
+def check_tls_flags(opts: ServerConfig) -> None:
+    """The TLS flags that only make sense together."""
+    for address in opts.tls_listen:
+        split_address(address)
+    if opts.tls_listen:
+        if not opts.tls_cert or not opts.tls_key:
+            raise UsageError("--tls-listen needs --tls-cert and --tls-key")
+        if opts.max_pending_handshakes < 1:
+            raise UsageError("--max-pending-handshakes must be at least 1")
+        return
+    needs = [
+        flag
+        for flag, value in (
+            ("--tls-cert", opts.tls_cert),
+            ("--tls-key", opts.tls_key),
+            ("--tls-client-ca", opts.tls_client_ca),
+            ("--auth-tokens", opts.auth_tokens),
+            ("--no-plain", not opts.plain),
+        )
+        if value
+    ]
+    if needs:
+        raise UsageError(f"{needs[0]} needs --tls-listen")
+
+
 def make_socket(addr: str, port: int) -> socket.socket:
     """A listening, non-blocking socket: TCP (IPv4/IPv6) or unix:PATH."""
     if addr.startswith("unix:"):
@@ -383,6 +435,13 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             print(f"{prog}: {problem}", file=sys.stderr)
             return EXIT_USAGE
 
+    try:
+        check_tls_flags(opts)
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        print(USAGE.format(prog=command or prog), file=sys.stderr, end="")
+        return EXIT_USAGE
+
     sockets: list[socket.socket] = []
     http_sock: socket.socket | None = None
     if "LISTEN_FDS" in os.environ:
@@ -400,7 +459,7 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
                 f"{prog}: inherited listen socket from systemd; ignoring -l {opts.listen} -p {opts.port}",
                 file=sys.stderr,
             )
-    if not sockets:
+    if not sockets and opts.plain:
         try:
             sockets = [make_socket(opts.listen, opts.port)]
         except UsageError as exc:
@@ -423,11 +482,23 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
         except OSError as exc:
             print(f"{prog}: cannot listen on {opts.http} (--http): {exc}", file=sys.stderr)
             return 111
+    tls_socks = []
+    for address in opts.tls_listen:
+        tls_host, tls_port = split_address(address)
+        try:
+            tls_socks.append(make_socket(tls_host, tls_port))
+        except OSError as exc:
+            print(f"{prog}: cannot listen on {address} (TLS): {exc}", file=sys.stderr)
+            return 111
 
     # Signals that arrive before the event loop takes over are remembered.
     early: list[int] = []
     for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: early.append(signum))
+    if opts.tls_listen:
+        # A reload before the files are first loaded has nothing to do; the
+        # TLS listeners install the real SIGHUP handler.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     if opts.user:
         # After the drop the new user may not be able to read the installation
@@ -439,7 +510,7 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             print(f"{prog}: {exc}", file=sys.stderr)
             return 34
 
-    return _run_server(sockets, http_sock, opts, prog, early)
+    return _run_server(sockets, http_sock, opts, prog, early, tls_socks)
 
 
 def _preload(opts: ServerConfig, http: bool = False) -> None:
@@ -466,6 +537,7 @@ def _run_server(
     opts: ServerConfig,
     prog: str,
     early: list[int],
+    tls_socks: list[socket.socket],
 ) -> int:
     import logging
 
@@ -495,8 +567,21 @@ def _run_server(
     from geanstalk.errors import BinlogError
     from geanstalk.runner import serve
 
+    if opts.tls_listen:
+        # Read the files now, as the user the server runs as (-u), so a bad
+        # one stops the start with its reason rather than a traceback.
+        from geanstalk.tls import TLSConfigError, check_files
+
+        try:
+            check_files(opts)
+        except TLSConfigError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 1
+
     try:
-        return serve(opts, sockets, early_signals=early, http_socket=http_sock)
+        return serve(
+            opts, sockets, early_signals=early, http_socket=http_sock, tls_sockets=tls_socks
+        )
     except BinlogError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 10

@@ -67,6 +67,16 @@ class ServerConfig:
     node_name: str | None = None  # default: the advertised address
     advertise: str | None = None  # host:port clients and relays reach; default listen:port
     lease_ttl: int = 2  # seconds; a dead leader is replaced after about this long
+    # TLS listeners and token auth (tls.py, auth.py; docs/SECURITY.md).
+    tls_listen: list[str] = []  # noqa: RUF012 (fresh per instance) "ADDR:PORT" per --tls-listen
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # set: mutual TLS
+    auth_tokens: str | None = None  # set: TLS listeners require `auth <token>` first
+    plain: bool = True  # --no-plain: no -l/-p listener
+    max_pending_handshakes: int = 1024
+    tls_handshake_timeout: int = 10  # seconds
+    auth_timeout: int = 10  # seconds
 
     def __init__(self, **options: object) -> None:
         cls = type(self)

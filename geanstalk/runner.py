@@ -54,9 +54,14 @@ class Runner:
         install_signals: bool = True,
         early_signals: list[int] | None = None,
         connection_factory: Callable[[Server], Any] = Connection,
+        tls_sockets: list[socket.socket] | None = None,
     ) -> None:
         self.config = config
         self.sockets = list(sockets or [])
+        # Bound by cli.py for --tls-listen (privileged ports before -u);
+        # when empty, tls.py binds config.tls_listen itself.
+        self.tls_sockets = list(tls_sockets or [])
+        self.tls: Any = None  # tls.TLSService once TLS listeners run
         self.clock = clock
         self.install_signals = install_signals
         self.early_signals = list(early_signals or [])
@@ -153,6 +158,10 @@ class Runner:
 
             self._idle = IdleSweeper(server, cfg.idle_timeout)
             self._idle.start()
+        if cfg.tls_listen:
+            from geanstalk.tls import TLSService
+
+            self.tls = await TLSService.start(self)
         self.ready = True
         await self._run_hooks(self.on_ready)
 
@@ -164,6 +173,8 @@ class Runner:
         ssl: Any = None,
         ssl_handshake_timeout: float | None = None,
         max_pending: int | None = None,
+        listener_class: type[Listener] = Listener,
+        **extra: Any,
     ) -> Listener:
         """Accept beanstalk connections on a bound, listening socket.
 
@@ -171,6 +182,8 @@ class Runner:
         (an SSLContext) it is a TLS listener: the handshake must finish within
         ``ssl_handshake_timeout`` seconds, and at most ``max_pending``
         handshakes run at once. Every listener shares --max-connections.
+        ``listener_class`` and ``extra`` (its own keywords) let a capability
+        bring its own Listener subclass (tls.py does).
         """
         assert self.loop is not None and self.server is not None
         server = self.server
@@ -181,7 +194,7 @@ class Runner:
             def factory() -> asyncio.BaseProtocol:
                 return make(server)
 
-        listener = Listener(
+        listener = listener_class(
             self.loop,
             sock,
             factory,
@@ -190,6 +203,7 @@ class Runner:
             admit=self._admit(),
             max_pending=max_pending,
             counters=server.bounds,
+            **extra,
         )
         listener.start()
         self.listeners.append(listener)
@@ -301,6 +315,7 @@ def serve(
     sockets: list[socket.socket],
     early_signals: list[int] | None = None,
     http_socket: socket.socket | None = None,
+    tls_sockets: list[socket.socket] | None = None,
 ) -> int:
     """Run a server in this process until SIGTERM/SIGINT; the exit status."""
 
@@ -309,7 +324,7 @@ def serve(
         # generation less often and leave the start-up objects out of full passes.
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        runner = Runner(config, sockets, early_signals=early_signals)
+        runner = Runner(config, sockets, early_signals=early_signals, tls_sockets=tls_sockets)
         runner.http_socket = http_socket
         if os.environ.get("NOTIFY_SOCKET"):
             from geanstalk.systemd import attach

@@ -21,13 +21,14 @@ from that moment on, and the plain listener's command path is untouched.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
+import signal
+import socket
 import ssl
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from geanstalk.accept import Listener
 from geanstalk.auth import (
     AUTHENTICATED,
     DEFAULT_AUTH_TIMEOUT,
@@ -39,20 +40,10 @@ from geanstalk.auth import (
 )
 from geanstalk.protocol import Connection
 
-if TYPE_CHECKING:
-    import socket
-
-    from geanstalk.server import Server
-
 log = logging.getLogger("geanstalk")
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_MAX_PENDING_HANDSHAKES = 1024
-# Accepting stops for this long (doubling up to the maximum) when the
-# process is out of file descriptors, instead of spinning on the error.
-ACCEPT_BACKOFF_MIN = 0.05
-ACCEPT_BACKOFF_MAX = 1.0
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class TLSConfigError(Exception):
@@ -61,6 +52,9 @@ class TLSConfigError(Exception):
 
 def make_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLContext:
     """A server context: TLS 1.2 and 1.3 only; client certificates required with a CA."""
+    for path in (cert, key, client_ca):
+        if path is not None:
+            _check_readable(path)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
@@ -68,23 +62,27 @@ def make_context(cert: str, key: str, client_ca: str | None = None) -> ssl.SSLCo
     ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
     try:
         ctx.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise TLSConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    except OSError as exc:
-        raise TLSConfigError(f"cannot read certificate {cert} or key {key}: {exc}") from exc
-    except ssl.SSLError as exc:
+    except (OSError, ssl.SSLError) as exc:
         raise TLSConfigError(
-            f"certificate {cert} and key {key} are not a usable pair: {exc.reason or exc}"
+            f"certificate {cert} and key {key} are not a usable pair: "
+            f"{getattr(exc, 'reason', None) or exc}"
         ) from exc
     if client_ca is not None:
         try:
             ctx.load_verify_locations(cafile=client_ca)
-        except FileNotFoundError as exc:
-            raise TLSConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
         except (OSError, ssl.SSLError) as exc:
             raise TLSConfigError(f"client CA file {client_ca} is not usable: {exc}") from exc
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def _check_readable(path: str) -> None:
+    """A missing or unreadable file, named (ssl's own errors do not say which)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise TLSConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def describe_handshake_error(exc: BaseException) -> str:
@@ -190,6 +188,8 @@ class TLSConnection(Connection):
     answers what the plain connection would, then lets the transport close.
     """
 
+    __slots__ = ()
+
     def eof_received(self) -> bool:
         super().eof_received()
         return False
@@ -293,43 +293,45 @@ class TLSGate(asyncio.Protocol):
         transport and whatever followed the auth line."""
         self._finish()
         listener = self.listener
-        conn = listener.make_connection(listener.server)
+        conn = listener.make_connection()
         self.transport.set_protocol(conn)
         conn.connection_made(self.transport)
         if rest:
             conn.data_received(rest)
 
 
-class TLSListener:
-    """Accepts on one listening socket and runs the TLS handshakes.
+class TLSListener(Listener):
+    """accept.py's Listener (its accept loop, fd-exhaustion pause,
+    --max-connections) with the TLS steps in place of a plain hand-over.
 
-    At most ``max_pending`` connections are between accept and being a
-    server connection (handshake, then auth with tokens) at any time;
-    while that many are, this listener does not accept.
+    ``pending`` counts connections between accept and being the server's:
+    in their handshake, then (with tokens) waiting for their auth line; the
+    base refuses a new connection with a reset while ``max_pending`` are.
+    Each handshake runs in a task, so a failure comes back as an exception
+    to log with the peer and the reason; the context is read at each
+    accept, so a reload applies to the next handshake.
     """
 
     def __init__(
         self,
+        loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
-        server: Server,
-        credentials: Credentials,
+        protocol_factory: Callable[[], Connection],
         *,
-        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        credentials: Credentials,
         auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
-        max_pending: int = DEFAULT_MAX_PENDING_HANDSHAKES,
-        make_connection: Callable[[Server], Connection] = TLSConnection,
+        **kw: Any,
     ) -> None:
-        if max_pending < 1:
-            raise TLSConfigError("--max-pending-handshakes must be at least 1")
-        self.sock = sock
-        self.server = server
-        self.loop: asyncio.AbstractEventLoop = server.loop
+        kw.setdefault("ssl", credentials.context)
+        if kw.get("ssl_handshake_timeout") is None:
+            kw["ssl_handshake_timeout"] = DEFAULT_HANDSHAKE_TIMEOUT
+        if kw.get("max_pending") is None:
+            kw["max_pending"] = DEFAULT_MAX_PENDING_HANDSHAKES
+        super().__init__(loop, sock, protocol_factory, **kw)
+        # protocol_factory builds the server's connection, once the gate opens.
+        self.make_connection = protocol_factory
         self.credentials = credentials
-        self.handshake_timeout = handshake_timeout
         self.auth_timeout = auth_timeout
-        self.max_pending = max_pending
-        self.make_connection = make_connection
-        self.pending = 0
         self.gates: set[TLSGate] = set()
         self.handshakes: set[asyncio.Task[None]] = set()
         # Counters, for logs, tests and metrics.
@@ -337,86 +339,37 @@ class TLSListener:
         self.handshakes_failed = 0
         self.auth_refused = 0
         self.auth_timeouts = 0
-        self.limit_reached = 0
-        self._slot_freed: asyncio.Event = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._last_limit_log = 0.0
-        self._last_accept_error_log = 0.0
 
     @property
     def address(self) -> Any:
         return self.sock.getsockname()
 
-    def start(self) -> None:
-        self._task = self.loop.create_task(self._accept_loop())
+    def _attach(self, conn: socket.socket) -> None:
+        self.pending += 1
+        try:
+            peer: Any = conn.getpeername()
+        except OSError:
+            peer = "?"
+        task = self.loop.create_task(self._handshake(conn, peer))
+        self.handshakes.add(task)
+        task.add_done_callback(self.handshakes.discard)
 
     def close(self) -> None:
         """Stop accepting; drop handshakes and auth in progress (they are
         not the server's connections yet, so the graceful stop owes them nothing)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
+        super().close()
         for task in list(self.handshakes):
             task.cancel()
         for gate in list(self.gates):
             gate._finish()
             if gate.transport is not None:
                 gate.transport.close()
-        self.sock.close()
 
     async def wait_closed(self) -> None:
-        tasks = [t for t in (self._task, *self.handshakes) if t is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.handshakes:
+            await asyncio.gather(*self.handshakes, return_exceptions=True)
 
-    # --- accepting ---------------------------------------------------------------
-
-    async def _accept_loop(self) -> None:
-        loop = self.loop
-        backoff = ACCEPT_BACKOFF_MIN
-        while not self._closed:
-            while self.pending >= self.max_pending:
-                self._limit_hit()
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-            try:
-                conn, addr = await loop.sock_accept(self.sock)
-            except OSError as exc:
-                if exc.errno in _OUT_OF_RESOURCES:
-                    self._accept_error(exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
-                # Anything else (ECONNABORTED, a client gone before accept):
-                # that connection only.
-                continue
-            backoff = ACCEPT_BACKOFF_MIN
-            self.pending += 1
-            task = loop.create_task(self._handshake(conn, addr))
-            self.handshakes.add(task)
-            task.add_done_callback(self.handshakes.discard)
-
-    def _limit_hit(self) -> None:
-        self.limit_reached += 1
-        now = time.monotonic()
-        if now - self._last_limit_log >= 1.0:
-            self._last_limit_log = now
-            log.warning(
-                "tls: %d connections in handshake or auth (--max-pending-handshakes); "
-                "not accepting until one finishes",
-                self.pending,
-            )
-
-    def _accept_error(self, exc: OSError, backoff: float) -> None:
-        now = time.monotonic()
-        if now - self._last_accept_error_log >= 1.0:
-            self._last_accept_error_log = now
-            log.error("tls: accept failed: %s; retrying in %g s", exc.strerror, backoff)
-
-    async def _handshake(self, sock: socket.socket, addr: Any) -> None:
-        sock.setblocking(False)
+    async def _handshake(self, sock: socket.socket, peer: Any) -> None:
         gate: TLSGate | None = None
 
         def factory() -> TLSGate:
@@ -429,14 +382,14 @@ class TLSListener:
                 factory,
                 sock,
                 ssl=self.credentials.context,
-                ssl_handshake_timeout=self.handshake_timeout,
+                ssl_handshake_timeout=self.ssl_handshake_timeout,
             )
         except asyncio.CancelledError:
             self._failed(gate)
             raise
         except Exception as exc:
             self.handshakes_failed += 1
-            log.info("tls %s: handshake failed: %s", addr, describe_handshake_error(exc))
+            log.info("tls %s: handshake failed: %s", peer, describe_handshake_error(exc))
             self._failed(gate)
             return
         # The socket belongs to the transport now (which closes it); the gate
@@ -454,4 +407,71 @@ class TLSListener:
     def settled(self) -> None:
         """One connection left the handshake-or-auth stage."""
         self.pending -= 1
-        self._slot_freed.set()
+
+
+def check_files(config: Any) -> None:
+    """Load the files a config names once; TLSConfigError says what is wrong."""
+    Credentials(config.tls_cert, config.tls_key, config.tls_client_ca, config.auth_tokens)
+
+
+class TLSService:
+    """The TLS listeners of one Runner, their credentials and SIGHUP."""
+
+    def __init__(self, credentials: Credentials, listeners: list[TLSListener]) -> None:
+        self.credentials = credentials
+        self.listeners = listeners
+
+    @classmethod
+    async def start(cls, runner: Any) -> TLSService:
+        """Open the TLS listeners of runner.config (the Runner calls this)."""
+        cfg = runner.config
+        server = runner.server
+        loop = runner.loop
+        if cfg.max_pending_handshakes < 1:
+            raise TLSConfigError("--max-pending-handshakes must be at least 1")
+        credentials = Credentials(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, cfg.auth_tokens)
+        socks = runner.tls_sockets or [_bind(address) for address in cfg.tls_listen]
+        listeners = []
+        for sock in socks:
+            listener = await runner.add_listener(
+                sock,
+                lambda: TLSConnection(server),
+                ssl=credentials.context,
+                ssl_handshake_timeout=float(cfg.tls_handshake_timeout),
+                max_pending=cfg.max_pending_handshakes,
+                listener_class=TLSListener,
+                credentials=credentials,
+                auth_timeout=float(cfg.auth_timeout),
+            )
+            listeners.append(listener)
+            log.info("tls: listening on %s", _show(listener.address))
+        service = cls(credentials, listeners)
+        if runner.install_signals:
+            loop.add_signal_handler(signal.SIGHUP, credentials.reload)
+            runner.on_stopping.append(lambda _runner: loop.remove_signal_handler(signal.SIGHUP))
+        return service
+
+    def reload(self) -> bool:
+        return self.credentials.reload()
+
+
+def _bind(address: str) -> socket.socket:
+    """A listening socket for ADDR:PORT (embedders and tests; cli.py binds its own)."""
+    host, _, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host or "0.0.0.0"
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(sockaddr)
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _show(address: Any) -> str:
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address)

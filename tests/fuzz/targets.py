@@ -389,11 +389,16 @@ def gate_run(chunks: list[bytes]) -> tuple[bytes, bool, Server]:
     """Feed chunks to a TLS gate (its handshake done) on a fresh server."""
     import socket
 
-    from geanstalk.tls import TLSGate, TLSListener
+    from geanstalk.tls import TLSConnection, TLSGate, TLSListener
 
     server = new_server()
     with socket.socket() as sock:
-        listener = TLSListener(sock, server, _credentials()["credentials"])
+        listener = TLSListener(
+            loop(),
+            sock,
+            lambda: TLSConnection(server),
+            credentials=_credentials()["credentials"],
+        )
         listener.pending = 1
         gate = TLSGate(listener)
         transport = Transport(on_close=lambda: loop().call_soon(gate.connection_lost, None))
