@@ -286,3 +286,41 @@ def test_paused_leader_acknowledges_nothing_and_ends_a_standby(
         assert sorted(found.values()) == [b"before the pause", b"the new leader's first write"]
     finally:
         nodes.stop()
+
+
+def test_without_quorum_a_put_is_not_acknowledged_and_service_comes_back(
+    etcd3: EtcdCluster, cluster_name: str, tmp_path: Path
+) -> None:
+    nodes = start_nodes(etcd3, cluster_name, tmp_path)
+    try:
+        leader = nodes.wait_leader(WAIT)
+        conn = Beanstalk(leader.address, timeout=WAIT)
+        conn.use(TUBE)
+        kept = conn.put(b"before the outage")
+        lost = etcd3.members[:2]
+        for member in lost:
+            member.kill()
+        # Waits (bounded by the lease), then INTERNAL_ERROR or a close: never INSERTED.
+        with pytest.raises(Unknown):
+            conn.put(b"during the outage")
+        conn.close()
+        for member in lost:
+            etcd3.restart(member)
+        # Quorum is back: some node leads again, without any restart, with the job.
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                conn = Beanstalk(nodes.wait_leader(WAIT).address)
+                conn.use(TUBE)
+                after = conn.put(b"after the outage")
+                conn.close()
+                break
+            except (OSError, Unknown):
+                assert time.monotonic() < deadline, nodes.logs()
+                time.sleep(0.1)
+        assert after > kept
+        found = drain(nodes)
+        assert found[kept] == b"before the outage" and found[after] == b"after the outage"
+        assert all(n.running for n in nodes.nodes)
+    finally:
+        nodes.stop()
