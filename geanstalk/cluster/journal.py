@@ -57,6 +57,11 @@ REQUEST_OVERHEAD = 16 * 1024
 # The largest record a job may have (a job bigger than this could never commit).
 MAX_RECORD_BYTES = MAX_REQUEST_BYTES - REQUEST_OVERHEAD
 MAX_INFLIGHT = 8
+# A batch with room left goes out only while fewer than this many are in
+# flight; otherwise it waits and grows. Measured on a loaded 2-core VM with a
+# 3-member etcd (50 clients, one put at a time): 1 gave 3.4k puts/s, 2 gave
+# 2.9k, 8 gave 3.0k, as etcd's cost is mostly per transaction.
+PARTIAL_INFLIGHT = 1
 ID_BLOCK = 10_000
 # Waits between retries of a write that etcd refused without applying it.
 RETRY_DELAY = 0.05
@@ -97,6 +102,7 @@ class EtcdJournal:
         max_ops: int = MAX_OPS,
         max_bytes: int = MAX_REQUEST_BYTES,
         max_inflight: int = MAX_INFLIGHT,
+        partial_inflight: int = PARTIAL_INFLIGHT,
         id_block: int = ID_BLOCK,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -108,6 +114,7 @@ class EtcdJournal:
         self._max_records = max_ops - 1
         self._max_bytes = max_bytes - REQUEST_OVERHEAD
         self._max_inflight = max_inflight
+        self._partial_inflight = partial_inflight
         self._id_block = id_block
         self._clock = clock
         self._leader_key = keys.leader
@@ -273,6 +280,14 @@ class EtcdJournal:
         if not self._lease_ok():
             return
         while self._queue and len(self._inflight) < self._max_inflight:
+            if (
+                len(self._inflight) >= self._partial_inflight
+                and len(self._queue) < self._max_records
+            ):
+                # Group commit: while a few transactions are in flight, a
+                # partial batch waits for one of them to finish and grows
+                # meanwhile (etcd's cost is per transaction, not per record).
+                return
             txn = self._batch()
             if txn is None:
                 return

@@ -37,7 +37,7 @@ class Load:
         self.reused_ids: list[int] = []
         self.acked_deletes: set[int] = set()
         self.unknown_deletes: set[int] = set()
-        self.ack_times: list[float] = []
+        self.ack_times: list[tuple[float, float]] = []  # (sent, acknowledged)
         self.threads = [
             threading.Thread(target=self._produce, args=(i,), daemon=True) for i in range(producers)
         ] + [
@@ -78,6 +78,7 @@ class Load:
                     continue
             body = b"p%d-%d" % (pid, seq)
             seq += 1
+            sent = time.monotonic()
             try:
                 jid = conn.put(body)
             except (OSError, Unknown):
@@ -89,7 +90,7 @@ class Load:
                 if jid in self.acked_puts:
                     self.reused_ids.append(jid)
                 self.acked_puts[jid] = body
-                self.ack_times.append(time.monotonic())
+                self.ack_times.append((sent, time.monotonic()))
         if conn is not None:
             conn.close()
 
@@ -125,10 +126,12 @@ class Load:
             return len(self.ack_times)
 
     def first_ack_after(self, when: float) -> float:
+        """When the first put sent after when was acknowledged (a reply already on
+        its way at that moment does not count)."""
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             with self.lock:
-                later = [t for t in self.ack_times[-200:] if t > when]
+                later = [acked for sent, acked in self.ack_times[-200:] if sent > when]
             if later:
                 return min(later)
             time.sleep(0.01)
