@@ -136,6 +136,10 @@ class Listener:
         self._fd = sock.fileno()
         self._family = sock.family
         self._type = sock.type
+        # asyncio sets TCP_NODELAY on a transport's socket only if its proto
+        # says TCP (the listening socket's may well say 0).
+        inet = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self._proto = socket.IPPROTO_TCP if inet else 0
         self._refused_log = RateLimitedLog()
         self._pause_log = RateLimitedLog()
         sock.setblocking(False)
@@ -196,7 +200,7 @@ class Listener:
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("accept(): %s", exc)
                 continue
-            conn = _AcceptedSocket(self._family, self._type, 0, fd)
+            conn = _AcceptedSocket(self._family, self._type, self._proto, fd)
             if admit is not None and not admit():
                 self._refuse(conn, "--max-connections")
                 continue
