@@ -200,3 +200,13 @@ class LargestIdNeverShrinks(ListRegistry):
 
     def largest_id(self) -> int | None:
         return self.largest if self.jobs else None
+
+
+class ZeroIsNoId(ListRegistry):
+    """Takes id 0 for "no job", as a C table keyed by id might."""
+
+    def get(self, job_id: Any, default: Any = None) -> Any:
+        return self.jobs.get(job_id, default) if job_id else default
+
+    def __contains__(self, item: Any) -> bool:
+        return bool(item) and super().__contains__(item)

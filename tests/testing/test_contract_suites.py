@@ -137,6 +137,12 @@ def test_a_correct_registry_passes_and_a_wrong_largest_id_fails(
     result = pytester.runpytest("-p", "no:cacheprovider", "-q", "--tb=short", "test_bad.py")
     assert result.ret == 1
     assert "contract rule broken: [registry.largest-id]" in result.stdout.str()
+    pytester.makepyfile(test_zero=REGISTRY_MODULE.format(name="ZeroIsNoId"))
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-q", "--tb=short", "test_zero.py", "-k", "unsigned_64"
+    )
+    assert result.ret == 1
+    assert "contract rule broken: [registry.ids]" in result.stdout.str()
 
 
 TUBES_MODULE = """
