@@ -25,7 +25,7 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from geanstalk.accept import Listener
@@ -446,6 +446,9 @@ class TLSService:
             listeners.append(listener)
             log.info("tls: listening on %s", _show(listener.address))
         service = cls(credentials, listeners)
+        registry = getattr(server, "metrics", None)
+        if registry is not None:  # --http: the counters below on /metrics
+            registry.register(service.collect)
         if runner.install_signals:
             loop.add_signal_handler(signal.SIGHUP, credentials.reload)
             runner.on_stopping.append(lambda _runner: loop.remove_signal_handler(signal.SIGHUP))
@@ -453,6 +456,44 @@ class TLSService:
 
     def reload(self) -> bool:
         return self.credentials.reload()
+
+    def collect(self, server: Any) -> Iterator[Any]:
+        """The TLS listeners' counters, for the metrics endpoint (metrics.py)."""
+        from geanstalk.metrics import counter, gauge
+
+        inst = server.metrics.instance_labels()
+        listeners = self.listeners
+        figures = (
+            ("handshakes", "TLS handshakes completed.", "handshakes_done"),
+            (
+                "handshake_failures",
+                "TLS handshakes that failed or timed out (the reason is logged at -V).",
+                "handshakes_failed",
+            ),
+            ("auth_refused", "Connections answered UNAUTHORIZED (--auth-tokens).", "auth_refused"),
+            ("auth_timeouts", "Connections closed with no auth in time.", "auth_timeouts"),
+        )
+        for name, text, attr in figures:
+            total = sum(getattr(listener, attr) for listener in listeners)
+            yield counter(f"geanstalk_tls_{name}", text, total, inst)
+        yield gauge(
+            "geanstalk_tls_pending",
+            "TLS connections in handshake or waiting for auth (--max-pending-handshakes).",
+            sum(listener.pending for listener in listeners),
+            inst,
+        )
+        yield counter(
+            "geanstalk_tls_reloads",
+            "SIGHUP reloads of the certificate, key, CA and tokens that succeeded.",
+            self.credentials.reloads,
+            inst,
+        )
+        yield counter(
+            "geanstalk_tls_reload_failures",
+            "SIGHUP reloads that failed (the previous files stay in use).",
+            self.credentials.failed_reloads,
+            inst,
+        )
 
 
 def _bind(address: str) -> socket.socket:
