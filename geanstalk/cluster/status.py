@@ -169,6 +169,8 @@ async def _unapplied(client: Any, keys: Any, m: MemberStatus) -> tuple[int | Non
         await asyncio.wait_for(scan(), LAG_SCAN_SECONDS)
     except (EtcdError, asyncio.TimeoutError):
         return None, None
+    if records == 0:
+        return 0, 0.0  # only other members' reports were unapplied
     if first_put_at is None:
         return records, None
     return records, max(0.0, (m.applied_at - first_put_at) * 1000.0)
