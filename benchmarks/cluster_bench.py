@@ -60,6 +60,7 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    dropped: int = 0  # connections the server closed during the run
 
     @property
     def rate(self) -> float:
@@ -100,6 +101,7 @@ def _worker(
     pending: dict[socket.socket, tuple[float, bytes]] = {}
     ops = 0
     errors = 0
+    dropped = 0
     lat: list[float] = []
     now = time.monotonic()
     for s in socks:
@@ -113,7 +115,12 @@ def _worker(
                 sent, buf = pending[s]
                 data = s.recv(262144)
                 if not data:
-                    raise ConnectionError("server closed a connection")
+                    # The server dropped it (a leader stepping down does): what
+                    # was not acknowledged is not counted, the rest goes on.
+                    dropped += 1
+                    sel.unregister(s)
+                    del pending[s]
+                    continue
                 before = buf.count(b"\r\n")
                 buf += data
                 lines = buf.count(b"\r\n")
@@ -146,7 +153,7 @@ def _worker(
     finally:
         for s in socks:
             s.close()
-    out.put(("done", (ops, errors, lat)))
+    out.put(("done", (ops, errors, dropped, lat)))
 
 
 def run_puts(
@@ -176,9 +183,10 @@ def run_puts(
             kind, value = out.get(timeout=seconds + 90)
             if kind == "error":
                 raise RuntimeError(value)
-            ops, errors, lat = value
+            ops, errors, dropped, lat = value
             result.ops += ops
             result.errors += errors
+            result.dropped += dropped
             result.latencies_ms.extend(lat)
         return result
     finally:
@@ -357,6 +365,8 @@ def cluster(tmp: Path) -> Iterator[tuple[EtcdCluster, Nodes]]:
         nodes.wait_leader(60)
         wait_standbys(nodes, 2)
         yield etcd, nodes
+        if os.environ.get("CLUSTER_BENCH_LOGS"):
+            print(nodes.logs(), file=sys.stderr)
     finally:
         if nodes is not None:
             nodes.stop()
@@ -416,6 +426,12 @@ def render(report: Report) -> str:
     if any(errors.values()):
         out.append("")
         out.append(f"Replies other than INSERTED: {errors}")
+    dropped = {
+        f"{k} {load}": r.dropped for k in kinds for load, r in report.rows[k].items() if r.dropped
+    }
+    if dropped:
+        out.append("")
+        out.append(f"Connections the server closed during the run: {dropped}")
     if "cluster" in report.rows:
         base = report.rows["cluster"]
         for other in kinds[1:]:
