@@ -103,7 +103,11 @@ class Relay:
     def refresh(self) -> int:
         """Close the connections relayed to anyone but the current leader; how many."""
         leader = self.current_leader()
-        stale = [c for c in self.connections if c.leader is not None and c.leader != leader]
+        stale = [
+            c
+            for c in self.connections
+            if c.leader is not None and c.leader != leader and not c.closing
+        ]
         for conn in stale:
             conn.close()
         if stale:
@@ -137,6 +141,11 @@ class RelayedConnection(asyncio.Protocol):
         self._upstream_lost = False
         self._connecting: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def closing(self) -> bool:
+        """Closed, or closing: its transports may still be flushing."""
+        return self._closed
 
     # --- the client's side ------------------------------------------------------
 
