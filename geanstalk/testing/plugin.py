@@ -95,9 +95,7 @@ def geanstalk_server(geanstalk_server_factory: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
-def geanstalk_process_factory(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Any]]:
+def geanstalk_process_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """Start `geanstalk serve` subprocesses by keyword options; all stopped at teardown."""
     if _external(request) is not None:
         pytest.skip("geanstalk_process starts a local server; --geanstalk-host is set")
