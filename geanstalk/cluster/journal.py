@@ -104,6 +104,7 @@ class EtcdJournal:
         max_inflight: int = MAX_INFLIGHT,
         partial_inflight: int = PARTIAL_INFLIGHT,
         id_block: int = ID_BLOCK,
+        max_size: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_ops < 2:
@@ -116,6 +117,7 @@ class EtcdJournal:
         self._max_inflight = max_inflight
         self._partial_inflight = partial_inflight
         self._id_block = id_block
+        self._max_size = max_size  # -s, printed by stats as binlog-max-size
         self._clock = clock
         self._leader_key = keys.leader
         self._job_key = keys.job
@@ -249,7 +251,7 @@ class EtcdJournal:
             "binlog-current-index": 0,
             "binlog-records-migrated": 0,
             "binlog-records-written": self.records_written,
-            "binlog-max-size": 0,
+            "binlog-max-size": self._max_size,
         }
 
     async def close(self) -> None:

@@ -119,7 +119,9 @@ class ClusterNode:
         runner = self.runner
         cfg = runner.config
         loop = asyncio.get_running_loop()
-        journal = EtcdJournal(self.client, self.keys, loop, clock=runner.clock)
+        journal = EtcdJournal(
+            self.client, self.keys, loop, max_size=cfg.binlog_size, clock=runner.clock
+        )
         server = Server(
             loop,
             journal,
@@ -194,6 +196,10 @@ class ClusterNode:
 
     async def start(self) -> None:
         """An empty standby engine now; etcd is reached in the background."""
+        if self.runner.config.binlog_dir is not None:
+            log.warning(
+                "with --etcd the journal is etcd: -b %s is not used", self.runner.config.binlog_dir
+            )
         self._set_server(self.make_server())
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._main()))
