@@ -37,6 +37,8 @@ cdef class Job:
     cdef uint8_t _state
     # 0 when runnable_at is None (the job sorts before every timed job)
     cdef uint8_t _has_runnable_at
+    # the owner's number (Job.tag); sits in what was tail padding, so it is free
+    cdef uint32_t _tag
 
 
 ctypedef struct IdTable:

@@ -39,6 +39,7 @@ class Job:
     buries: int
     kicks: int
     file: int
+    tag: int
     def __init__(
         self,
         id: int,

@@ -274,6 +274,15 @@ cdef class Job:
         self._file = _i32(value, "file")
 
     @property
+    def tag(self):
+        """An unsigned 32-bit number for the job's owner; the core never reads it."""
+        return self._tag
+
+    @tag.setter
+    def tag(self, value):
+        self._tag = _u32(value, "tag")
+
+    @property
     def heap_index(self):
         return self._pos
 

@@ -118,6 +118,7 @@ class Job:
         "_reserves",
         "_runnable_at",
         "_state",
+        "_tag",
         "_timeouts",
         "_ttr",
         "reserver",
@@ -144,6 +145,7 @@ class Job:
         self._state = READY
         self._reserves = self._timeouts = self._releases = self._buries = self._kicks = 0
         self._file = 0
+        self._tag = 0
         self._pos = -1
         self.tube: Any = None
         self.reserver: Any = None
@@ -161,6 +163,8 @@ class Job:
     releases = _uint32_property("_releases", "releases")
     buries = _uint32_property("_buries", "buries")
     kicks = _uint32_property("_kicks", "kicks")
+    # An unsigned 32-bit number for the job's owner; the core never reads it.
+    tag = _uint32_property("_tag", "tag")
 
     @property
     def runnable_at(self) -> float | None:

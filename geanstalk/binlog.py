@@ -19,23 +19,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import itertools
+import logging
 import math
 import os
 import sys
 import time
 import zlib
+from array import array
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import binlog_format as fmt
 from .binlog_replay import file_name, replay
+from .bodystore import ENTRY_COST, BodyStore, default_cache_size
 from .errors import BinlogError
+
+log = logging.getLogger("geanstalk.binlog")
 
 # One compaction step copies at most this much before yielding to the loop.
 _STEP_RECORDS = 256
 _STEP_BYTES = 256 * 1024
+# ... and reads at most this far into the file for it (dead records between live ones).
+_STEP_SPAN = 1024 * 1024
 
 _JOB_FIELDS = fmt.JOB_FIELDS
 _JOB_FIXED = fmt.JOB_FIELDS.size
@@ -46,28 +52,51 @@ _NAN = math.nan
 _DELAYED = fmt.DELAYED
 _crc32 = zlib.crc32
 _length_crc = fmt.length_crc
-
-
-# What put keeps of a job until something needs its JobImage: file number,
-# record size, the Job, then JobImage's fields from order to body.
-_Fresh = tuple[Any, ...]
-
-
-# Counters of a job nobody has reserved, released, buried or kicked yet: one
-# shared tuple instead of a new one per put.
-_ZERO_COUNTERS = (0, 0, 0, 0, 0)
+_DELETE_PACK = fmt.DELETE_FIELDS.pack
+_DELETE_LEN = fmt.DELETE_FIELDS.size
+_DELETE_CRC = _length_crc(_DELETE_LEN)
+_ENTRY_COST = ENTRY_COST
 
 
 class _File:
-    __slots__ = ("live", "number", "release_seq", "size")
+    """One binlog file and the index of the job records it anchors.
+
+    A job anchored here is ``jobs[tag]`` (its Job has ``file`` = number and
+    ``tag`` = that index); ``offsets[tag]`` and ``sizes[tag]`` say where its
+    record lies. A slot is set to None when the job goes (deleted, or copied
+    forward by compaction) and never reused, so (file, tag) names one record
+    for the file's whole life. About 20 bytes per job, instead of a dict
+    entry and an image per job.
+    """
+
+    __slots__ = (
+        "cursor",
+        "gone",
+        "jobs",
+        "live",
+        "number",
+        "offsets",
+        "reads",
+        "release_seq",
+        "rfd",
+        "size",
+        "sizes",
+        "stuck",
+    )
 
     def __init__(self, number: int, size: int) -> None:
         self.number = number
         self.size = size
-        # How many live jobs have their job record here; which ones is found in
-        # Binlog._live, whose order follows the files (see Binlog.__init__).
-        self.live = 0
+        self.live = 0  # how many of jobs are not None
         self.release_seq = 0  # the file may go once records up to this are synced
+        self.jobs: list[Any] = []
+        self.offsets = array("Q")
+        self.sizes = array("I")
+        self.cursor = 0  # compaction has moved (or seen gone) every slot below this
+        self.stuck = False  # a live record here failed its checksum: never compacted
+        self.rfd = -1  # read descriptor, opened on the first read-back
+        self.reads = 0  # read-backs in flight on rfd
+        self.gone = False  # deleted from the directory; rfd closes after the last read
 
 
 def _tube_name(tube: Any) -> bytes:
@@ -83,6 +112,14 @@ def _tube_name(tube: Any) -> bytes:
 
 def _seq_of(waiter: tuple[int, Callable[[], object]]) -> int:
     return waiter[0]
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _replay_without_bodies(directory: str) -> Any:
+    return replay(directory, with_bodies=False)
 
 
 def _sync_files(closing: list[int], current: int | None, directory: int | None) -> None:
@@ -107,6 +144,7 @@ class Binlog:
         loop: asyncio.AbstractEventLoop,
         lock_fd: int,
         dir_fd: int,
+        body_cache: int | None = None,
     ) -> None:
         self._dir = directory
         self._fsync_ms = fsync_ms
@@ -121,14 +159,12 @@ class Binlog:
         self._files: dict[int, _File] = {}  # oldest first
         self._cur: _File | None = None
         self._fd = -1
-        # Anchored in image.file. A job journaled by put and not changed since
-        # is kept as a _Fresh tuple (cheaper to make than a JobImage) and
-        # turned into its JobImage only when an update or a compaction needs one.
-        # A job is (re)inserted at the end whenever it is anchored anew (put,
-        # compaction copy, recovery in file order), and anchors only ever go to
-        # the current file, so the dict's order follows the anchor files: the
-        # oldest file's live jobs are always its first entries.
-        self._live: dict[int, fmt.JobImage | _Fresh] = {}
+        # Each live job is anchored in the file holding its latest job record
+        # (job.file), at index job.tag of that file's index (see _File). The
+        # last journaled state of a job changed since that record (bury, kick,
+        # release with a delay) is its latest UPDATE record, kept here whole:
+        # compaction writes it into the job's copy.
+        self._updates: dict[int, bytes] = {}
         self._live_bytes = 0
         self._disk_bytes = 0
         self._max_id = 0
@@ -163,6 +199,12 @@ class Binlog:
         self.observer: Any = None
         self._sync_started = 0
         self._sync_from = 0
+        self._compacting = False  # a compaction step's read-back is in flight
+
+        # Bodies live in the log: in memory only while the cache holds them.
+        self.bodies = BodyStore(
+            self, default_cache_size() if body_cache is None else body_cache, loop
+        )
 
     # --- opening and recovery ------------------------------------------------------
 
@@ -173,11 +215,16 @@ class Binlog:
         fsync_ms: int | None,
         file_size: int,
         loop: asyncio.AbstractEventLoop,
+        body_cache: int | None = None,
     ) -> Binlog:
+        """Lock and open directory; ``body_cache`` bounds the bytes of bodies
+        kept in memory (None: a share of physical memory; 0: none)."""
         if fsync_ms is not None and fsync_ms < 0:
             raise BinlogError(f"fsync interval must be >= 0 ms, got {fsync_ms}")
         if file_size <= 0:
             raise BinlogError(f"binlog file size must be positive, got {file_size}")
+        if body_cache is not None and body_cache < 0:
+            raise BinlogError(f"body cache size must be >= 0 bytes, got {body_cache}")
         if not os.path.isdir(directory):
             why = "is not a directory" if os.path.exists(directory) else "does not exist"
             raise BinlogError(f"binlog directory {directory} {why}")
@@ -203,20 +250,20 @@ class Binlog:
         except OSError as exc:
             os.close(lock_fd)
             raise BinlogError(f"cannot open binlog directory {directory}: {exc.strerror}") from exc
-        return cls(directory, fsync_ms, file_size, loop, lock_fd, dir_fd)
+        return cls(directory, fsync_ms, file_size, loop, lock_fd, dir_fd, body_cache)
 
     def recover(self) -> tuple[list[Any], int]:
         """Every live job as last journaled (wall-clock times), and the next job id."""
         if self._recovered:
             raise BinlogError("recover() may be called only once")
-        return self._take(replay(self._dir))
+        return self._take(replay(self._dir, with_bodies=False))
 
     async def recover_async(self) -> tuple[list[Any], int]:
         """recover(), reading the files on a helper thread so the event loop
         keeps answering (the HTTP endpoint's /healthz) meanwhile."""
         if self._recovered:
             raise BinlogError("recover() may be called only once")
-        found = await self._loop.run_in_executor(self._helper(), replay, self._dir)
+        found = await self._loop.run_in_executor(self._helper(), _replay_without_bodies, self._dir)
         return self._take(found)
 
     def _take(self, found: Any) -> tuple[list[Any], int]:
@@ -230,29 +277,35 @@ class Binlog:
         self._order = found.max_order
         states = {fmt.READY: READY, fmt.DELAYED: DELAYED, fmt.RESERVED: READY, fmt.BURIED: BURIED}
         listed = []
-        for image, number in sorted(found.live.values(), key=lambda e: (e[1], e[0].order)):
+        # Index each file's jobs in record order, so compaction and read-ahead
+        # walk a file front to back.
+        for image, number in sorted(found.live.values(), key=lambda e: (e[1], e[0].offset)):
             state = states[image.state]
             job = Job(
                 image.id,
                 priority=image.priority,
                 runnable_at=image.runnable_at if state == DELAYED else None,
                 ttr=image.ttr,
-                body=image.body,
                 delay=image.delay,
                 created_at=image.created_at,
             )
             job.state = state
             job.tube = image.tube
             job.reserves, job.timeouts, job.releases, job.buries, job.kicks = image.counters
+            f = self._files[number]
             job.file = number
-            size = image.job_record_size()
-            image.file, image.job = number, job
-            self._live[image.id] = image
-            self._files[number].live += 1
-            self._live_bytes += size
-            listed.append(job)
+            job.tag = len(f.jobs)
+            f.jobs.append(job)
+            f.offsets.append(image.offset)
+            f.sizes.append(image.size)
+            f.live += 1
+            self._live_bytes += image.size
+            if image.updated:
+                self._updates[image.id] = fmt.encode_update(image)
+            listed.append((image.order, job))
         # The server takes buried jobs back in journal order.
-        jobs = sorted(listed, key=lambda j: self._live[j.id].order)  # type: ignore[union-attr]
+        listed.sort(key=_first)
+        jobs = [job for _, job in listed]
         if self._files:
             self._cur = self._files[max(self._files)]
             path = self._path(self._cur.number)
@@ -264,6 +317,7 @@ class Binlog:
             self._new_file(found.last_number + 1, during_open=True)
         self._recovered = True
         self._blocked = False
+        self.bodies.warm()
         self._maybe_compact()
         return jobs, self._max_id + 1
 
@@ -282,6 +336,8 @@ class Binlog:
         if name.__class__ is not bytes:
             name = _tube_name(tube)
         body = job.body
+        if not body and job.file and self._anchored(job):
+            body = self.bodies.load(job)  # put again (not the server's way): body from the log
         order = self._order = self._order + 1
         priority = job.priority
         ttr = job.ttr
@@ -290,9 +346,6 @@ class Binlog:
         created_at = job.created_at + off
         runnable_at = job.runnable_at
         runnable_at = None if state != _DELAYED or runnable_at is None else runnable_at + off
-        counters = (job.reserves, job.timeouts, job.releases, job.buries, job.kicks)
-        if counters == _ZERO_COUNTERS:
-            counters = _ZERO_COUNTERS
         tube_len = len(name)
         if tube_len > _MAX_TUBE:
             raise ValueError(f"tube name longer than {_MAX_TUBE} bytes")
@@ -309,7 +362,11 @@ class Binlog:
                 state,
                 created_at,
                 _NAN if runnable_at is None else runnable_at,
-                *counters,
+                job.reserves,
+                job.timeouts,
+                job.releases,
+                job.buries,
+                job.kicks,
                 tube_len,
                 len(body),
             )
@@ -324,54 +381,52 @@ class Binlog:
             self._rotate()
             cur = self._cur
             assert cur is not None
+        offset = cur.size
         buf = self._buf
         buf += _PREFIX_PACK(length, _crc32(payload, _length_crc(length)))
         buf += payload
-        cur.size += size
+        cur.size = offset + size
         self._disk_bytes += size
         seq = self._seq = self._seq + 1
         self._records_written += 1
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
-        number = cur.number
         if job_id > self._max_id:
             self._max_id = job_id
-        live = self._live
-        old = live.get(job_id)
-        if old is not None:
-            self._unanchor(job_id, old, seq)
-            del live[job_id]  # to the end, with the other jobs anchored in the current file
-        live[job_id] = (
-            number,
-            size,
-            job,
-            order,
-            priority,
-            ttr,
-            delay,
-            state,
-            created_at,
-            runnable_at,
-            counters,
-            name,
-            body,
-        )
+        if job.file:  # journaled before: this record is its new anchor
+            self._unanchor(job, seq)
+            self._updates.pop(job_id, None)
+            self.bodies.forget(job)
+        jobs = cur.jobs
+        job.tag = len(jobs)
+        jobs.append(job)
+        cur.offsets.append(offset)
+        cur.sizes.append(size)
         cur.live += 1
         self._live_bytes += size
-        job.file = number
+        job.file = cur.number
+        # The body joins the cache (BodyStore.admit, inline: this is every put).
+        bodies = self.bodies
+        if body:
+            cost = len(body) + _ENTRY_COST
+            if cost > bodies.limit:
+                job.body = b""
+            else:
+                bodies.lru[job] = None
+                bodies.size += cost
+                if bodies.size > bodies.limit:
+                    bodies.evict()
 
     def update(self, job: Any) -> None:
         self._check_open()
-        entry = self._live.get(job.id)
-        if entry is None:
+        if not self._anchored(job):
             self.put(job)
             return
-        if entry.__class__ is tuple:
-            entry = self._image(job.id)
         off = self._off
         if off is None:
             off = self._off = time.time() - time.monotonic()
-        entry.set_state(
+        record = fmt.encode_update_fields(
+            job.id,
             self._next_order(),
             job.priority,
             job.ttr,
@@ -380,41 +435,55 @@ class Binlog:
             self._wall_runnable(job, off),
             (job.reserves, job.timeouts, job.releases, job.buries, job.kicks),
         )
-        entry.job = job
-        self._append(fmt.encode_update(entry))
+        self._updates[job.id] = record
+        self._append(record)
 
     def delete(self, job: Any) -> None:
-        self._check_open()
-        job_id = job if isinstance(job, int) else job.id
-        entry = self._live.pop(job_id, None)
-        if entry is None:
+        """Journal a job's end; the hot path of every delete, so inline."""
+        if self._blocked:
+            self._check_open()
+        f = self._files.get(job.file)
+        if f is None:
             return
-        seq, _ = self._append(fmt.encode_delete(job_id))
-        self._unanchor(job_id, entry, seq)
+        tag = job.tag
+        jobs = f.jobs
+        if tag >= len(jobs) or jobs[tag] is not job:
+            return  # not live here
+        job_id = job.id
+        payload = _DELETE_PACK(fmt.DELETE, job_id)
+        seq, _ = self._append(_PREFIX_PACK(_DELETE_LEN, _crc32(payload, _DELETE_CRC)) + payload)
+        jobs[tag] = None
+        f.live -= 1
+        if seq > f.release_seq:
+            f.release_seq = seq
+        self._live_bytes -= f.sizes[tag]
+        if self._updates:
+            self._updates.pop(job_id, None)
+        body = job.body
+        if body:
+            bodies = self.bodies
+            if bodies.lru.pop(job, 0) is None:
+                bodies.size -= len(body) + _ENTRY_COST
 
-    def _unanchor(self, job_id: int, entry: fmt.JobImage | _Fresh, seq: int) -> None:
+    def _anchored(self, job: Any) -> bool:
+        """Whether job is live in this log (its index slot holds it)."""
+        f = self._files.get(job.file)
+        if f is None:
+            return False
+        tag = job.tag
+        return tag < len(f.jobs) and f.jobs[tag] is job
+
+    def _unanchor(self, job: Any, seq: int) -> None:
         """The job no longer needs its file once the record at seq is synced."""
-        if entry.__class__ is tuple:
-            number, size = entry[0], entry[1]  # type: ignore[index]
-        else:
-            number, size = entry.file, entry.job_record_size()  # type: ignore[union-attr]
-        old = self._files[number]
+        old = self._files.get(job.file)
+        tag = job.tag
+        if old is None or tag >= len(old.jobs) or old.jobs[tag] is not job:
+            return
+        old.jobs[tag] = None
         old.live -= 1
         if seq > old.release_seq:
             old.release_seq = seq
-        self._live_bytes -= size
-
-    def _image(self, job_id: int) -> fmt.JobImage:
-        """The live job's JobImage, made from its _Fresh tuple if it has one."""
-        entry = self._live[job_id]
-        if entry.__class__ is not tuple:
-            return entry  # type: ignore[return-value]
-        number, _, job, *fields, counters, name, body = entry  # type: ignore[misc]
-        image = fmt.JobImage(job_id, *fields, counters, name, body)
-        image.file = number
-        image.job = job
-        self._live[job_id] = image
-        return image
+        self._live_bytes -= old.sizes[tag]
 
     @staticmethod
     def _wall_runnable(job: Any, off: float) -> float | None:
@@ -638,13 +707,14 @@ class Binlog:
             self._files_removed += 1
             self._disk_bytes -= oldest.size
             self._dir_dirty = True
+            self.bodies.file_gone(oldest)
 
     def _compaction_target(self) -> _File | None:
         """The oldest file with live jobs, if the directory is over its budget."""
         waiting = 0
         target = None
         for f in self._files.values():
-            if f is self._cur:
+            if f is self._cur or f.stuck:
                 return None
             if f.live:
                 target = f
@@ -663,35 +733,131 @@ class Binlog:
             self._compact_handle = self._loop.call_soon(self._compact_step)
 
     def _compact_step(self) -> None:
-        """Copy a bounded batch of the oldest file's live jobs to the current file."""
+        """Copy a bounded batch of the oldest file's live jobs to the current file.
+
+        The batch's records are read back from the file (inline when the page
+        cache has them, else on a helper thread); the copies are appended when
+        the bytes are here, so a job's location moves in one loop step, and a
+        read-back that started before the move still reads the old record,
+        which stays readable through its descriptor until that read is done.
+        """
         self._compact_handle = None
+        if self._compacting or self._closed:
+            return
         target = self._compaction_target()
-        if target is None or self._closed:
+        if target is None:
             return
         self._compaction_steps += 1
-        moved = 0
-        live = self._live
-        # The target's live jobs are the first entries of _live (see __init__).
-        for job_id in list(itertools.islice(live, min(_STEP_RECORDS, target.live))):
-            if moved >= _STEP_BYTES:
+        jobs, offsets, sizes = target.jobs, target.offsets, target.sizes
+        tag, n = target.cursor, len(jobs)
+        while tag < n and jobs[tag] is None:
+            tag += 1
+        target.cursor = tag
+        if tag == n:
+            raise AssertionError("binlog: a file counts live jobs it does not index")
+        start = offsets[tag]
+        picked: list[int] = []
+        total = 0
+        while (
+            tag < n
+            and len(picked) < _STEP_RECORDS
+            and total < _STEP_BYTES
+            and offsets[tag] - start < _STEP_SPAN
+        ):
+            if jobs[tag] is not None:
+                picked.append(tag)
+                total += sizes[tag]
+            tag += 1
+        end = offsets[picked[-1]] + sizes[picked[-1]]
+        self._compacting = True
+        self.bodies.read_span(
+            target,
+            start,
+            end - start,
+            lambda data, exc: self._compact_copy(target, picked, start, data, exc),
+        )
+
+    def _compact_copy(
+        self,
+        target: _File,
+        picked: list[int],
+        base: int,
+        data: bytes | None,
+        exc: BaseException | None,
+    ) -> None:
+        """The second half of a compaction step: append the copies, move the anchors."""
+        self._compacting = False
+        if self._closed:
+            return
+        if data is None or len(data) < target.offsets[picked[-1]] + target.sizes[picked[-1]] - base:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            log.error(
+                "binlog: cannot read %s back for compaction: %s; compaction stops",
+                self._path(target.number),
+                why or "short read",
+            )
+            target.stuck = True
+            return
+        view = memoryview(data)
+        for tag in picked:
+            job = target.jobs[tag]
+            if job is None:  # deleted while the batch was read
+                continue
+            at = target.offsets[tag]
+            size = target.sizes[tag]
+            record = view[at - base : at - base + size]
+            try:
+                fmt.check_job_record(record, job.id)
+            except fmt.FormatError as err:
+                log.error(
+                    "binlog: %s: corrupt record at offset %d (job %d): %s; "
+                    "this file is no longer compacted",
+                    self._path(target.number),
+                    at,
+                    job.id,
+                    err,
+                )
+                target.stuck = True
                 break
-            entry = self._image(job_id)
-            if entry.file != target.number:
-                raise AssertionError("binlog: live jobs out of file order")
-            record = fmt.encode_job(entry)
-            seq, number = self._append(record)
-            del live[job_id]
-            live[job_id] = entry
+            update = self._updates.pop(job.id, None)
+            copy = bytes(record) if update is None else fmt.job_record_with_update(record, update)
+            seq, number = self._append(copy)
+            new = self._files[number]
+            target.jobs[tag] = None
             target.live -= 1
-            self._files[number].live += 1
-            entry.file = number
-            target.release_seq = max(target.release_seq, seq)
-            if entry.job is not None:
-                with contextlib.suppress(Exception):
-                    entry.job.file = number
+            if seq > target.release_seq:
+                target.release_seq = seq
+            job.tag = len(new.jobs)
+            new.jobs.append(job)
+            new.offsets.append(new.size - size)
+            new.sizes.append(size)
+            new.live += 1
+            job.file = number
             self._records_migrated += 1
-            moved += len(record)
         self._maybe_compact()
+
+    # --- reading records back (for the body store) -----------------------------------
+
+    def locate(self, job: Any) -> tuple[_File, int, int] | None:
+        """The file, offset and size of a live job's record; None when not live here."""
+        f = self._files.get(job.file)
+        if f is None:
+            return None
+        tag = job.tag
+        if tag >= len(f.jobs) or f.jobs[tag] is not job:
+            return None
+        return f, f.offsets[tag], f.sizes[tag]
+
+    def make_readable(self, f: _File, end: int) -> None:
+        """Hand buffered records to the kernel if bytes before ``end`` of f are among them."""
+        if f is self._cur and end > f.size - len(self._buf) and not self._closed:
+            self._write_buffer()
+
+    def path_of(self, f: _File) -> str:
+        return self._path(f.number)
+
+    def files(self) -> list[_File]:
+        return list(self._files.values())
 
     # --- reporting and shutdown ----------------------------------------------------
 
@@ -744,6 +910,7 @@ class Binlog:
         self._set_durable(self._written)
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+        await self.bodies.close()
         os.close(self._dir_fd)
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -758,6 +925,7 @@ class Binlog:
                 self._buf,
                 self._flush_handle,
                 self._compact_handle,
+                self._compacting,
                 self._sync_timer,
                 self._sync_future,
             )
@@ -770,3 +938,7 @@ class Binlog:
     def live_bytes(self) -> int:
         """Bytes of the live jobs' full records: the floor compaction aims at."""
         return self._live_bytes
+
+    def live_jobs(self) -> int:
+        """How many jobs the log holds."""
+        return sum(f.live for f in self._files.values())

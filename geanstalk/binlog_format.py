@@ -47,6 +47,7 @@ PREFIX = _PREFIX
 _UPDATE = struct.Struct("<BQQIIIBd5I")
 # type, id
 _DELETE = struct.Struct("<BQ")
+DELETE_FIELDS = _DELETE  # the writer's hot path packs delete records itself
 
 JOB_FIXED = PREFIX_SIZE + _JOB.size
 MAX_TUBE = 255
@@ -74,9 +75,10 @@ class JobImage:
     Times are wall-clock seconds (time.time()); ``runnable_at`` is None unless
     the job is delayed. ``order`` is the journal position of the record that
     gave the job its state, kept through compaction copies so that buried
-    jobs come back in the order they were buried. ``file`` and ``job`` are
-    the writer's bookkeeping (where the record is, which Job it mirrors) and
-    are neither encoded nor compared.
+    jobs come back in the order they were buried. ``file``, ``offset``,
+    ``size``, ``updated`` and ``job`` are the reader's and writer's
+    bookkeeping (where the job record is, whether an UPDATE record changed
+    the job since, which Job it mirrors) and are neither encoded nor compared.
     """
 
     __slots__ = (
@@ -88,15 +90,18 @@ class JobImage:
         "id",
         "job",
         "kicks",
+        "offset",
         "order",
         "priority",
         "releases",
         "reserves",
         "runnable_at",
+        "size",
         "state",
         "timeouts",
         "ttr",
         "tube",
+        "updated",
     )
 
     def __init__(
@@ -126,6 +131,9 @@ class JobImage:
         self.body = body
         # Not stored: the file this record sits in, and the server's Job (for job.file).
         self.file = 0
+        self.offset = 0
+        self.size = 0
+        self.updated = False
         self.job: object = None
 
     @property
@@ -165,7 +173,9 @@ class JobImage:
     __hash__ = None  # type: ignore[assignment]
 
 
-_COMPARED = tuple(k for k in JobImage.__slots__ if k not in ("file", "job"))
+_COMPARED = tuple(
+    k for k in JobImage.__slots__ if k not in ("file", "job", "offset", "size", "updated")
+)
 
 
 def _same(a: object, b: object) -> bool:
@@ -258,21 +268,39 @@ def encode_job(image: JobImage) -> bytes:
 
 
 def encode_update(image: JobImage) -> bytes:
-    runnable_at = image.runnable_at
-    fields = [
-        UPDATE,
+    return encode_update_fields(
         image.id,
         image.order,
         image.priority,
         image.ttr,
         image.delay,
         image.state,
+        image.runnable_at,
+        image.counters,
+    )
+
+
+def encode_update_fields(
+    job_id: int,
+    order: int,
+    priority: int,
+    ttr: int,
+    delay: int,
+    state: int,
+    runnable_at: float | None,
+    counters: tuple[int, int, int, int, int],
+) -> bytes:
+    """An UPDATE record from plain values (the writer keeps no JobImage)."""
+    fields = [
+        UPDATE,
+        job_id,
+        order,
+        priority,
+        ttr,
+        delay,
+        state,
         math.nan if runnable_at is None else runnable_at,
-        image.reserves,
-        image.timeouts,
-        image.releases,
-        image.buries,
-        image.kicks,
+        *counters,
     ]
     try:
         return _seal(_UPDATE.pack(*fields))
@@ -289,11 +317,15 @@ Update = tuple[int, int, int, int, int, int, "float | None", tuple[int, int, int
 Record = tuple[int, "JobImage | Update | int"]
 
 
-def decode_record(data: bytes | memoryview, offset: int) -> tuple[Record, int]:
+def decode_record(
+    data: bytes | memoryview, offset: int, with_body: bool = True
+) -> tuple[Record, int]:
     """The record at offset and the offset after it.
 
     Truncated when the bytes end before the record does; FormatError when
     the record is whole but wrong (checksum, type, lengths, field values).
+    With ``with_body=False`` a job record's body is checked but not copied
+    (the image's body is b""): replay keeps where bodies lie, not the bytes.
     """
     end = len(data)
     if end - offset < PREFIX_SIZE:
@@ -316,7 +348,7 @@ def decode_record(data: bytes | memoryview, offset: int) -> tuple[Record, int]:
         if _JOB.size + tube_len + body_len != length:
             raise FormatError("job record lengths disagree")
         tube = bytes(payload[_JOB.size : _JOB.size + tube_len])
-        body = bytes(payload[_JOB.size + tube_len :])
+        body = bytes(payload[_JOB.size + tube_len :]) if with_body else b""
         _check_state(f[6])
         if not math.isfinite(f[7]):
             raise FormatError("job creation time is not a finite number")
@@ -351,3 +383,47 @@ def _none_if_nan(value: float) -> float | None:
     if math.isinf(value):
         raise FormatError("a time in the record is infinite")
     return value
+
+
+# --- reading one record back, and rewriting it -------------------------------------
+
+_PREFIX_AND_JOB = PREFIX_SIZE + _JOB.size
+_ID_AT = PREFIX_SIZE + 1  # where a job record's id sits, counted from its prefix
+_TUBE_LEN_AT = PREFIX_SIZE + 66
+_ID = struct.Struct("<Q")
+
+
+def job_record_body(record: bytes | memoryview, job_id: int) -> bytes:
+    """The body of one whole job record (prefix included), checked.
+
+    FormatError when the record is not the job record of job_id or its
+    checksum fails: a body read back from disk is never handed out unchecked.
+    """
+    check_job_record(record, job_id)
+    return bytes(record[_PREFIX_AND_JOB + record[_TUBE_LEN_AT] :])
+
+
+def check_job_record(record: bytes | memoryview, job_id: int) -> None:
+    """FormatError unless record is, whole and intact, the job record of job_id."""
+    size = len(record)
+    if size < _PREFIX_AND_JOB:
+        raise FormatError("job record too short")
+    length, crc = _PREFIX.unpack_from(record, 0)
+    if length + PREFIX_SIZE != size:
+        raise FormatError("record length disagrees with the index")
+    if zlib.crc32(record[PREFIX_SIZE:], length_crc(length)) != crc:
+        raise FormatError("record checksum mismatch")
+    if record[PREFIX_SIZE] != JOB or _ID.unpack_from(record, _ID_AT)[0] != job_id:
+        raise FormatError(f"not the job record of job {job_id}")
+
+
+def job_record_with_update(record: bytes | memoryview, update: bytes) -> bytes:
+    """A job record carrying the state of a later UPDATE record (both whole, checked).
+
+    Compaction's copy of a job changed since its put: created_at, tube and
+    body from the job record, everything mutable from the update.
+    """
+    f = _JOB.unpack_from(record, PREFIX_SIZE)
+    u = _UPDATE.unpack_from(update, PREFIX_SIZE)
+    fixed = _JOB.pack(JOB, f[1], u[2], u[3], u[4], u[5], u[6], f[7], u[7], *u[8:13], f[14], f[15])
+    return _seal(fixed + bytes(record[_PREFIX_AND_JOB:]))

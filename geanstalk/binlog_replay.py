@@ -62,13 +62,15 @@ def list_files(directory: str) -> list[int]:
     return sorted(numbers)
 
 
-def replay(directory: str) -> Replay:
+def replay(directory: str, with_bodies: bool = True) -> Replay:
+    """The directory's live jobs; without bodies, each image still says where its
+    job record lies (``offset``, ``size``) so the body can be read back."""
     result = Replay()
     numbers = list_files(directory)
     result.last_number = numbers[-1] if numbers else 0
     for i, number in enumerate(numbers):
         path = os.path.join(directory, file_name(number))
-        size = _replay_file(path, number, i == len(numbers) - 1, result)
+        size = _replay_file(path, number, i == len(numbers) - 1, result, with_bodies)
         if size is not None:
             result.files.append((number, size))
     return result
@@ -82,7 +84,9 @@ def _read(path: str) -> bytes:
         raise BinlogError(f"cannot read binlog file {path}: {exc.strerror}") from exc
 
 
-def _replay_file(path: str, number: int, last: bool, result: Replay) -> int | None:
+def _replay_file(
+    path: str, number: int, last: bool, result: Replay, with_bodies: bool = True
+) -> int | None:
     """Apply one file's records; its valid size, or None when it was dropped."""
     data = _read(path)
     view = memoryview(data)
@@ -99,7 +103,7 @@ def _replay_file(path: str, number: int, last: bool, result: Replay) -> int | No
     offset = HEADER_SIZE
     while offset < len(data):
         try:
-            record, next_offset = decode_record(view, offset)
+            record, next_offset = decode_record(view, offset, with_bodies)
         except FormatError as exc:
             if last and _is_torn_tail(view, offset, exc):
                 log.warning(
@@ -112,6 +116,10 @@ def _replay_file(path: str, number: int, last: bool, result: Replay) -> int | No
                 _truncate(path, offset)
                 return offset
             raise BinlogCorrupt(path, offset, str(exc)) from exc
+        if record[0] == JOB:
+            image = record[1]
+            image.offset = offset  # type: ignore[union-attr]
+            image.size = next_offset - offset  # type: ignore[union-attr]
         _apply(record, number, result)
         offset = next_offset
     return offset
@@ -149,6 +157,7 @@ def _apply(record: tuple[int, object], number: int, result: Replay) -> None:
         # files are only removed oldest first, once none of their jobs is live.
         if entry is not None:
             entry[0].set_state(order, priority, ttr, delay, state, runnable_at, counters)
+            entry[0].updated = True
 
 
 def _truncate(path: str, size: int) -> None:

@@ -41,6 +41,10 @@ Long forms: --binlog-dir --fsync-ms --no-fsync --listen --port --user
 --max-job-size --binlog-size --version --verbose --help; --no-uvloop runs
 on asyncio's own event loop even when uvloop is installed.
 
+Job bodies with -b (docs/BINLOG.md, "Bodies and memory"):
+ --body-cache BYTES  bodies kept in memory, the rest read back from the log
+                     (K, M, G suffixes; default 1/8 of RAM; 0: none)
+
 Resource bounds (off by default; see docs/SECURITY.md):
  --max-connections N    serve at most N connections; more are reset at once
  --max-memory BYTES     job memory bound; a put past it gets OUT_OF_MEMORY
@@ -119,7 +123,8 @@ _TAKES_ARG = set("bflpuzs")
 
 # Options of `serve` that beanstalkd does not have: long form only.
 # "--name": (ServerConfig field, kind); kind is "flag" (no value; sets True),
-# "false" (no value; sets False), "str", "size" (a non-negative integer), or
+# "false" (no value; sets False), "str", "size" (a non-negative integer),
+# "bytes" (a size with an optional K/M/G/KiB/MiB/GiB suffix, powers of 1024), or
 # "list" (a string, repeatable; each use appends).
 LONG_OPTIONS: dict[str, tuple[str, str]] = {
     "--tls-listen": ("tls_listen", "list"),
@@ -145,6 +150,7 @@ LONG_OPTIONS: dict[str, tuple[str, str]] = {
     "--node-name": ("node_name", "str"),
     "--advertise": ("advertise", "str"),
     "--lease-ttl": ("lease_ttl", "size"),
+    "--body-cache": ("body_cache", "bytes"),
 }
 _CHOICES = {
     "metrics_names": ("beanstalkd-exporter", "beanstalkd-rs"),
@@ -208,6 +214,18 @@ class PortError(UsageError):
     """-p names no port: 1.12 fails in getaddrinfo() and exits 111."""
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _bytes(flag: str, text: str) -> int:
+    """A size such as 65536, 64M or 64MiB (units are powers of 1024)."""
+    number = text.rstrip("KMGiBkmgb")
+    unit = text[len(number) :].upper().removesuffix("IB").removesuffix("B")
+    if not number.isdigit() or unit not in _UNITS:
+        raise UsageError(f"invalid size: {text} (for {flag})")
+    return int(number) * _UNITS[unit]
+
+
 def _apply(opts: ServerConfig, flag: str, value: str | None) -> None:
     if flag == "p":
         opts.port = parse_port(value)  # type: ignore[arg-type]
@@ -244,6 +262,8 @@ def _apply_long(opts: ServerConfig, name: str, kind: str, field: str, value: str
         setattr(opts, field, False)
     elif kind == "size":
         setattr(opts, field, _size(name, value))
+    elif kind == "bytes":
+        setattr(opts, field, _bytes(name, value))
     elif kind == "list":
         getattr(opts, field).append(value)
     else:

@@ -77,6 +77,9 @@ class ServerConfig:
     max_pending_handshakes: int = 1024
     tls_handshake_timeout: int = 10  # seconds
     auth_timeout: int = 10  # seconds
+    # With -b: bytes of job bodies kept in memory (the rest are read back from
+    # the log); None = an eighth of physical memory, 0 = none.
+    body_cache: int | None = None
 
     def __init__(self, **options: object) -> None:
         cls = type(self)

@@ -31,7 +31,14 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from geanstalk.errors import DeadlineSoon, NoJobReady, NotFound, NotIgnored, OutOfMemory
+from geanstalk.errors import (
+    BinlogError,
+    DeadlineSoon,
+    NoJobReady,
+    NotFound,
+    NotIgnored,
+    OutOfMemory,
+)
 from geanstalk.stats import (
     OP_BURY,
     OP_DELETE,
@@ -290,6 +297,16 @@ def frame_ok(doc: bytes) -> bytes:
     return b"OK %d\r\n%b\r\n" % (len(doc), doc)
 
 
+class _Pending:
+    """A reply waiting for a body to be read back from the log (-b); it holds
+    its place among the connection's held replies until ``data`` is set."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+
 # --- the connection -------------------------------------------------------------
 
 
@@ -305,9 +322,11 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "_active",
+        "_bodies",
         "_buf",
         "_close_when_flushed",
         "_closed",
+        "_durable_wait",
         "_eof",
         "_gated",
         "_held",
@@ -346,7 +365,11 @@ class Connection(asyncio.Protocol):
         self._skip_reply = b""
         self._out: list[bytes] = []
         # Replies waiting for the log (-b): a deque made by the first one held.
-        self._held: deque[tuple[int, bytes]] | None = None
+        # ... and, with -b, a reply (a _Pending) until its body is read back.
+        self._held: deque[tuple[int, Any]] | None = None
+        self._durable_wait = False
+        # With -b, the store bodies may have to be read back from.
+        self._bodies = server.bodies
         self._eof = False
         self._closed = False
         self._close_when_flushed = False
@@ -682,21 +705,95 @@ class Connection(asyncio.Protocol):
             if held is None:
                 held = self._held = deque()
             held.append((seq, data))
-            journal.wait_durable(seq, self._release_held)
+            self._wait_durable(seq)
         else:
             self._write(data)
 
+    def _wait_durable(self, seq: int) -> None:
+        if not self._durable_wait:
+            self._durable_wait = True
+            self.server.journal.wait_durable(seq, self._durable_reached)
+
+    def _durable_reached(self) -> None:
+        self._durable_wait = False
+        self._release_held()
+
     def _release_held(self) -> None:
-        journal = self.server.journal
-        durable = journal.durable()
+        """Write the held replies that may go: durable, and read if they wait for a body."""
+        durable = self.server.journal.durable()
         held = self._held
         assert held is not None
-        while held and held[0][0] <= durable:
-            self._write(held.popleft()[1])
-        if held:
-            journal.wait_durable(held[0][0], self._release_held)
-        elif self._close_when_flushed:
+        while held:
+            seq, data = held[0]
+            if seq > durable:
+                self._wait_durable(seq)
+                return
+            if data.__class__ is _Pending:
+                data = data.data
+                if data is None:
+                    return  # its read calls back
+            held.popleft()
+            self._write(data)
+        if self._close_when_flushed:
             self._closed_by_us()
+
+    # --- bodies read back from the log (-b) -----------------------------------------
+
+    def _job_reply(self, word: bytes, job: Job, reserve: bool = False) -> bytes | None:
+        """word, the job's id and body; None when the body must first be read back
+        (the reply then takes its place among the held replies)."""
+        bodies = self._bodies
+        if bodies is None:
+            body = job.body
+        else:
+            try:
+                body = bodies.take(job) if reserve else bodies.get(job)
+            except BinlogError:
+                return self._unreadable(word, job)
+            if body is None:
+                self._reply_after_read(word, job)
+                return None
+        return b"%b %d %d\r\n%b\r\n" % (word, job.id, len(body), body)
+
+    def _reply_after_read(self, word: bytes, job: Job) -> None:
+        # The replies of this batch so far go first; every later one waits behind this.
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._emit(data)
+        pending = _Pending()
+        journal = self.server.journal
+        seq = journal.pending()
+        held = self._held
+        if held is None:
+            held = self._held = deque()
+        held.append((seq, pending))
+        if len(held) == 1 and seq > journal.durable():
+            self._wait_durable(seq)
+
+        def read(body: bytes | None, error: BaseException | None) -> None:
+            if body is None:
+                pending.data = self._unreadable(word, job)
+            else:
+                pending.data = b"%b %d %d\r\n%b\r\n" % (word, job.id, len(body), body)
+            self._release_held()
+
+        self._bodies.fetch(job, read)
+
+    def _unreadable(self, word: bytes, job: Job) -> bytes:
+        """A body that fails its check (logged with file and offset by the store).
+
+        A reserve that got the job buries it, so that it does not come back
+        to every reserve and the jobs behind it are served.
+        """
+        if word == b"RESERVED" and self.client.reserved.get(job.id) is job and not self._closed:
+            try:
+                self.server.bury(self.client, job.id, job.priority)
+                log.error("job %d buried: its body cannot be read back from the log", job.id)
+            except Exception:
+                log.exception("%s: cannot bury job %d", self.peer, job.id)
+        return INTERNAL_ERROR
 
     def _write(self, data: bytes) -> None:
         t = self.transport
@@ -752,9 +849,11 @@ class Connection(asyncio.Protocol):
         """The lock service ends this connection's blocked reserve."""
         if self._closed or self._stopping:
             return
-        reply = frame_job(word, job) if job is not None else word + b"\r\n"
         self._state = S_COMMAND
-        if self._gated:
+        reply = self._job_reply(word, job, True) if job is not None else word + b"\r\n"
+        if reply is None:
+            pass  # waits for its body among the held replies
+        elif self._gated:
             self._emit(reply)
         else:
             self._write(reply)
@@ -799,28 +898,28 @@ class Connection(asyncio.Protocol):
         self._state = S_DATA
         return None
 
-    def _peek_which(self, line: bytes, op: int, which: str) -> bytes:
+    def _peek_which(self, line: bytes, op: int, which: str) -> bytes | None:
         if len(line) != _ARG_AT[op]:
             return BAD_FORMAT
         self._ops[op] += 1
         job = self.server.peek_in_use(self.client, which)
-        return NOT_FOUND if job is None else frame_job(b"FOUND", job)
+        return NOT_FOUND if job is None else self._job_reply(b"FOUND", job)
 
-    def _peek_ready(self, line: bytes, at: int) -> bytes:
+    def _peek_ready(self, line: bytes, at: int) -> bytes | None:
         return self._peek_which(line, OP_PEEK_READY, "ready")
 
-    def _peek_delayed(self, line: bytes, at: int) -> bytes:
+    def _peek_delayed(self, line: bytes, at: int) -> bytes | None:
         return self._peek_which(line, OP_PEEK_DELAYED, "delayed")
 
-    def _peek_buried(self, line: bytes, at: int) -> bytes:
+    def _peek_buried(self, line: bytes, at: int) -> bytes | None:
         return self._peek_which(line, OP_PEEK_BURIED, "buried")
 
-    def _peek(self, line: bytes, at: int) -> bytes:
+    def _peek(self, line: bytes, at: int) -> bytes | None:
         r = read_uint(line, at, U64, True)
         if r is None:
             return BAD_FORMAT
         self._ops[OP_PEEKJOB] += 1
-        return frame_job(b"FOUND", self.server.peek(r[0]))
+        return self._job_reply(b"FOUND", self.server.peek(r[0]))
 
     def _reserve_timeout(self, line: bytes, at: int) -> bytes | None:
         arg = line[at:]
@@ -852,15 +951,17 @@ class Connection(asyncio.Protocol):
             if job is None:
                 self._state = S_WAIT
                 return None
+        if self._bodies is not None:
+            return self._job_reply(b"RESERVED", job, True)
         body = job.body
         return b"RESERVED %d %d\r\n%b\r\n" % (job.id, len(body), body)
 
-    def _reserve_job(self, line: bytes, at: int) -> bytes:
+    def _reserve_job(self, line: bytes, at: int) -> bytes | None:
         r = read_uint(line, at, U64, True)
         if r is None:
             return BAD_FORMAT
         self._ops[OP_RESERVE_JOB] += 1
-        return frame_job(b"RESERVED", self.server.reserve_job(self.client, r[0]))
+        return self._job_reply(b"RESERVED", self.server.reserve_job(self.client, r[0]), True)
 
     def _delete(self, line: bytes, at: int) -> bytes:
         rest = line[at:]

@@ -99,7 +99,7 @@ class Runner:
             # size; a log needs a real one (docs/COMPAT.md).
             log.warning("binlog file size %d is not positive; using %d", size, DEFAULT_BINLOG_SIZE)
             size = DEFAULT_BINLOG_SIZE
-        return Binlog.open(cfg.binlog_dir, cfg.fsync_ms, size, loop)
+        return Binlog.open(cfg.binlog_dir, cfg.fsync_ms, size, loop, cfg.body_cache)
 
     async def start(self) -> None:
         """Replay the journal, build the facade, accept connections."""

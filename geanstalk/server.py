@@ -59,6 +59,9 @@ class Server:
         self.journal: Journal = journal if journal is not None else NullJournal()
         # Without a log every change is "durable" at once: no reply gate.
         self.gated = not isinstance(self.journal, NullJournal)
+        # With -b, the store that keeps bodies in memory or reads them back
+        # (geanstalk.bodystore.BodyStore); None when bodies are simply in memory.
+        self.bodies: Any = getattr(self.journal, "bodies", None)
         self.max_job_size = max_job_size
         self.output_cap = output_cap
         self.clock = clock
@@ -225,6 +228,11 @@ class Server:
 
     def stats_doc(self) -> bytes:
         return self.stats.stats()
+
+    def body_cache_stats(self) -> dict[str, int]:
+        """The -b body cache's figures (hits, misses, bytes, reads...) for metrics;
+        empty without -b. Not in `stats`: the reference has no such keys."""
+        return self.bodies.stats() if self.bodies is not None else {}
 
     def stats_job(self, jid: int) -> bytes:
         return self.stats.stats_job(self.storage.peek(jid))

@@ -9,8 +9,19 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from geanstalk.binlog import Binlog
 from geanstalk.core import READY, Job
+
+# The body each job was made with, by id(job): with a small body cache the
+# log drops a body from memory as soon as it is journaled.
+_SENT: dict[int, bytes] = {}
+
+# --body-cache values every log test runs with: the default, and none at all.
+BODY_CACHES = pytest.mark.parametrize(
+    "body_cache", [None, 0], ids=["body-cache-default", "body-cache-0"]
+)
 
 
 def tube(name: bytes = b"default") -> SimpleNamespace:
@@ -40,7 +51,18 @@ def make_job(
     )
     job.state = state
     job.tube = tube(tube_name)
+    _SENT[id(job)] = body
     return job
+
+
+def sent_body(job: Any) -> bytes:
+    """The body make_job gave job (whether or not the log still holds it in memory)."""
+    return _SENT[id(job)]
+
+
+def body_of(log: Binlog, job: Any) -> bytes:
+    """A journaled job's body: from memory, or read back from the log."""
+    return log.bodies.load(job)
 
 
 def settle(loop: asyncio.AbstractEventLoop, log: Binlog, timeout: float = 10.0) -> None:

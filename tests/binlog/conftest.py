@@ -19,9 +19,16 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
+@pytest.fixture(params=[None, 0], ids=["body-cache-default", "body-cache-0"])
+def body_cache(request: pytest.FixtureRequest) -> int | None:
+    """Every log test runs with bodies cached as usual and with none cached
+    (each body read back from the log whenever it is asked for)."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def open_log(
-    loop: asyncio.AbstractEventLoop, tmp_path: Any
+    loop: asyncio.AbstractEventLoop, tmp_path: Any, body_cache: int | None
 ) -> Iterator[Callable[..., tuple[Binlog, list[Any], int]]]:
     """open_log(fsync_ms=None, file_size=...) -> (log, recovered jobs, next id); closed at teardown."""
     opened: list[Binlog] = []
@@ -29,7 +36,7 @@ def open_log(
     def _open(
         fsync_ms: int | None = None, file_size: int = 10485760, directory: str | None = None
     ) -> tuple[Binlog, list[Any], int]:
-        log = Binlog.open(directory or str(tmp_path), fsync_ms, file_size, loop)
+        log = Binlog.open(directory or str(tmp_path), fsync_ms, file_size, loop, body_cache)
         opened.append(log)
         jobs, next_id = log.recover()
         return log, jobs, next_id

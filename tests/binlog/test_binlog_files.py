@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from geanstalk.binlog import Binlog
 from geanstalk.binlog_format import HEADER_SIZE
 from geanstalk.core import BURIED, DELAYED, READY
-from tests.binlog.binlog_helpers import dir_bytes, make_job, reopen, settle
+from tests.binlog.binlog_helpers import (
+    BODY_CACHES,
+    body_of,
+    dir_bytes,
+    make_job,
+    reopen,
+    sent_body,
+    settle,
+)
 
 STATS_KEYS = [
     "binlog-oldest-index",
@@ -32,8 +40,9 @@ def test_stats_keys_and_values(loop, open_log) -> None:
     stats = log.stats()
     assert list(stats) == STATS_KEYS
     assert stats == dict(zip(STATS_KEYS, [1, 1, 0, 0, 12345], strict=True))
-    log.put(make_job(1))
-    log.delete(make_job(1))
+    job = make_job(1)
+    log.put(job)
+    log.delete(job)
     assert log.stats()["binlog-records-written"] == 2
 
 
@@ -61,8 +70,9 @@ def test_a_record_larger_than_a_file_gets_a_file_of_its_own(loop, open_log, tmp_
     settle(loop, log)
     assert binlog_files(tmp_path) == [1, 2, 3]
     assert os.path.getsize(tmp_path / "binlog.2") > 1000
-    _, jobs, _ = reopen(loop, log, open_log, str(tmp_path), file_size=200)
-    assert [(j.id, j.file, len(j.body)) for j in jobs] == [(1, 1, 1), (2, 2, 1000), (3, 3, 1)]
+    again, jobs, _ = reopen(loop, log, open_log, str(tmp_path), file_size=200)
+    got = [(j.id, j.file, len(body_of(again, j))) for j in jobs]
+    assert got == [(1, 1, 1), (2, 2, 1000), (3, 3, 1)]
 
 
 def test_deletes_shrink_the_directory(loop, open_log, tmp_path) -> None:
@@ -104,9 +114,9 @@ def test_long_lived_jobs_are_migrated_so_old_files_go(loop, open_log, tmp_path) 
     assert stats["binlog-oldest-index"] > 1
     assert min(binlog_files(tmp_path)) == stats["binlog-oldest-index"]
     assert dir_bytes(tmp_path) == log.disk_bytes()
-    _, back, _ = reopen(loop, log, open_log, str(tmp_path), file_size=2048)
+    again, back, _ = reopen(loop, log, open_log, str(tmp_path), file_size=2048)
     assert [j.id for j in back] == [1, 2, 3, 4, 5]
-    assert all(j.body == b"p" * 40 for j in back)
+    assert all(body_of(again, j) == b"p" * 40 for j in back)
 
 
 def test_churn_with_a_thousand_live_jobs_stays_bounded(loop, open_log, tmp_path) -> None:
@@ -143,16 +153,17 @@ OPS = st.lists(
 )
 
 
+@BODY_CACHES
 @settings(max_examples=60, deadline=None)
 @given(ops=OPS, file_size=st.sampled_from([300, 700, 4096]), fsync_ms=st.sampled_from([None, 0, 5]))
 def test_recovery_equals_the_model_after_any_history(
-    tmp_path_factory, ops, file_size, fsync_ms
+    tmp_path_factory, body_cache, ops, file_size, fsync_ms
 ) -> None:
     """Property: whatever was journaled, recover() gives back the last state of each live job."""
     directory = str(tmp_path_factory.mktemp("prop"))
     loop = asyncio.new_event_loop()
     try:
-        log = Binlog.open(directory, fsync_ms, file_size, loop)
+        log = Binlog.open(directory, fsync_ms, file_size, loop, body_cache)
         log.recover()
         jobs: dict[int, object] = {}
         model: dict[int, tuple] = {}
@@ -197,7 +208,7 @@ def test_recovery_equals_the_model_after_any_history(
                 job.priority,
                 job.buries,
                 job.kicks,
-                job.body,
+                sent_body(job),
                 job.tube.name,
             )
             if job.id in order:
@@ -206,9 +217,11 @@ def test_recovery_equals_the_model_after_any_history(
                 order.append(job.id)
         settle(loop, log)
         loop.run_until_complete(log.close())
-        log = Binlog.open(directory, fsync_ms, file_size, loop)
+        log = Binlog.open(directory, fsync_ms, file_size, loop, body_cache)
         back, back_next = log.recover()
-        got = {j.id: (j.state, j.priority, j.buries, j.kicks, j.body, j.tube) for j in back}
+        got = {
+            j.id: (j.state, j.priority, j.buries, j.kicks, body_of(log, j), j.tube) for j in back
+        }
         assert got == model
         assert [j.id for j in back if j.state == BURIED] == order
         assert back_next == next_id

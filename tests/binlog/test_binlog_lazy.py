@@ -21,7 +21,7 @@ import geanstalk.binlog as binlog_module
 from geanstalk.binlog import Binlog
 from geanstalk.binlog_format import JOB_FIXED
 from geanstalk.core import BURIED, DELAYED, READY, RESERVED
-from tests.binlog.binlog_helpers import make_job, reopen, settle
+from tests.binlog.binlog_helpers import BODY_CACHES, body_of, make_job, reopen, sent_body, settle
 
 OFFSET = 1000.0
 U32 = 2**32 - 1
@@ -53,7 +53,7 @@ def expected(job: Any) -> tuple[Any, ...]:
     return (
         job.id,
         job.tube.name,
-        job.body,
+        sent_body(job),
         job.priority,
         job.ttr,
         job.delay,
@@ -64,11 +64,11 @@ def expected(job: Any) -> tuple[Any, ...]:
     )
 
 
-def observed(job: Any) -> tuple[Any, ...]:
+def observed(job: Any, log: Binlog) -> tuple[Any, ...]:
     return (
         job.id,
         job.tube,
-        job.body,
+        body_of(log, job),
         job.priority,
         job.ttr,
         job.delay,
@@ -132,12 +132,13 @@ def test_put_then_updates_then_recovery(loop, open_log, tmp_path) -> None:
     log.update(delayed)
     settle(loop, log)
     record_bytes = sum(
-        JOB_FIXED + len(j.tube.name) + len(j.body) for j in (buried, kicked, delayed, untouched)
+        JOB_FIXED + len(j.tube.name) + len(sent_body(j))
+        for j in (buried, kicked, delayed, untouched)
     )
     assert log.live_bytes() == record_bytes
-    _, back, _ = recovered(loop, log, open_log, str(tmp_path))
+    again, back, _ = recovered(loop, log, open_log, str(tmp_path))
     for job in (buried, kicked, delayed, untouched):
-        assert observed(back[job.id]) == expected(job)
+        assert observed(back[job.id], again) == expected(job)
 
 
 def test_delete_and_reput_after_update_release_the_record_bytes(loop, open_log) -> None:
@@ -149,7 +150,7 @@ def test_delete_and_reput_after_update_release_the_record_bytes(loop, open_log) 
     log.update(jobs[0])
     jobs[1].priority = 1
     log.put(jobs[1])  # a second put of the same id replaces its anchor
-    one = JOB_FIXED + len(jobs[0].tube.name) + len(jobs[0].body)
+    one = JOB_FIXED + len(jobs[0].tube.name) + len(sent_body(jobs[0]))
     assert log.live_bytes() == 4 * one
     for job in jobs:
         log.delete(job)
@@ -181,10 +182,10 @@ def test_put_then_compaction_then_recovery(loop, open_log, tmp_path) -> None:
     stats = log.stats()
     assert stats["binlog-records-migrated"] >= len(pinned)
     assert stats["binlog-oldest-index"] > 2
-    _, back, order = recovered(loop, log, open_log, str(tmp_path))
+    again, back, order = recovered(loop, log, open_log, str(tmp_path))
     assert sorted(back) == sorted(j.id for j in pinned)
     for job in pinned:
-        assert observed(back[job.id]) == expected(job)
+        assert observed(back[job.id], again) == expected(job)
         assert back[job.id].file > 2
     # Copies keep the journal order of the original put: buried jobs in put order.
     assert [j.id for j in order if j.state == BURIED] == [9, 3, 1]
@@ -206,10 +207,10 @@ def test_put_then_compaction_then_update_then_recovery(loop, open_log, tmp_path)
     log.delete(by_id[1])
     del by_id[1]
     churn(loop, log, next_id, 400)  # the updated images are copied again
-    _, back, order = recovered(loop, log, open_log, str(tmp_path))
+    again, back, order = recovered(loop, log, open_log, str(tmp_path))
     assert sorted(back) == sorted(by_id)
     for job in by_id.values():
-        assert observed(back[job.id]) == expected(job)
+        assert observed(back[job.id], again) == expected(job)
     assert [j.id for j in order if j.state == BURIED] == [9, 12]
 
 
@@ -229,11 +230,11 @@ def test_counters_at_the_32_bit_limit_survive_put_compaction_and_update(
     fresh.timeouts, fresh.state = U32, BURIED
     log.update(fresh)
     churn(loop, log, next_id, 400)
-    _, back, _ = recovered(loop, log, open_log, str(tmp_path))
+    again, back, _ = recovered(loop, log, open_log, str(tmp_path))
     assert counters(back[1]) == (U32, big.timeouts, big.releases, big.buries, U32 - 1)
     assert counters(back[2])[1] == U32
     for job in (big, fresh):
-        assert observed(back[job.id]) == expected(job)
+        assert observed(back[job.id], again) == expected(job)
 
 
 OPS = st.lists(
@@ -245,16 +246,19 @@ OPS = st.lists(
 )
 
 
+@BODY_CACHES
 @settings(max_examples=40, deadline=None)
 @given(ops=OPS)
-def test_every_field_survives_any_mix_of_puts_updates_and_compaction(tmp_path_factory, ops) -> None:
+def test_every_field_survives_any_mix_of_puts_updates_and_compaction(
+    tmp_path_factory, body_cache, ops
+) -> None:
     """Property: exact fields and buried order after random histories with compaction."""
     directory = str(tmp_path_factory.mktemp("lazy"))
     loop = asyncio.new_event_loop()
     with pytest.MonkeyPatch.context() as mp:
         _pin_clock(mp)
         try:
-            log = Binlog.open(directory, None, SMALL_FILE, loop)
+            log = Binlog.open(directory, None, SMALL_FILE, loop, body_cache)
             log.recover()
             jobs: dict[int, Any] = {}
             journaled: dict[int, tuple[Any, ...]] = {}
@@ -298,9 +302,9 @@ def test_every_field_survives_any_mix_of_puts_updates_and_compaction(tmp_path_fa
                     buried.append(target.id)
             settle(loop, log)
             loop.run_until_complete(log.close())
-            log = Binlog.open(directory, None, SMALL_FILE, loop)
+            log = Binlog.open(directory, None, SMALL_FILE, loop, body_cache)
             back, _ = log.recover()
-            assert {j.id: observed(j) for j in back} == journaled
+            assert {j.id: observed(j, log) for j in back} == journaled
             assert [j.id for j in back if j.state == BURIED] == buried
             loop.run_until_complete(log.close())
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,17 @@ from tests.servers import ServerProcess, geanstalk_server, recv_until
 
 CRASH_ROUNDS = 20
 STRESS_ROUNDS = 300
+
+# Flags every server here starts with: each test runs with the default body
+# cache and with none (every body read back from the log when asked for).
+CACHE_FLAGS: tuple[str, ...] = ()
+
+
+@pytest.fixture(
+    autouse=True, params=[(), ("--body-cache", "0")], ids=["body-cache-default", "body-cache-0"]
+)
+def cache_flags(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CACHE_FLAGS", request.param)
 
 
 class Client:
@@ -85,7 +97,7 @@ def exit_status(server: ServerProcess) -> int:
 
 
 def start(directory: str, *flags: str, stderr: str | None = None) -> ServerProcess:
-    return geanstalk_server("-b", directory, *flags, stderr_path=stderr).start()
+    return geanstalk_server("-b", directory, *CACHE_FLAGS, *flags, stderr_path=stderr).start()
 
 
 def restart(server: ServerProcess, directory: str, *flags: str, crash: bool) -> ServerProcess:

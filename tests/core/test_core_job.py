@@ -14,7 +14,17 @@ from geanstalk import _core_py
 
 U32 = 2**32 - 1
 U64 = 2**64 - 1
-UINT32_FIELDS = ["priority", "ttr", "delay", "reserves", "timeouts", "releases", "buries", "kicks"]
+UINT32_FIELDS = [
+    "priority",
+    "ttr",
+    "delay",
+    "tag",
+    "reserves",
+    "timeouts",
+    "releases",
+    "buries",
+    "kicks",
+]
 COUNTERS = ["reserves", "timeouts", "releases", "buries", "kicks"]
 
 
@@ -25,7 +35,7 @@ def test_defaults(impl: ModuleType) -> None:
     assert job.body == b"" and job.delay == 0 and job.created_at == 0.0
     assert job.state == impl.READY and job.tube is None and job.reserver is None
     assert all(getattr(job, name) == 0 for name in COUNTERS)
-    assert job.file == 0 and job.heap_index == -1
+    assert job.file == 0 and job.tag == 0 and job.heap_index == -1
 
 
 def test_constructor_keywords_and_positions(impl: ModuleType) -> None:
@@ -44,7 +54,7 @@ def test_every_attribute_is_writable_except_id(impl: ModuleType) -> None:
         "priority": U32, "runnable_at": 12.5, "ttr": 60, "delay": 9, "body": b"x" * 10,
         "state": impl.BURIED, "tube": ("any", "object"), "reserver": object(),
         "created_at": 1.5, "reserves": 1, "timeouts": 2, "releases": 3, "buries": 4,
-        "kicks": U32, "file": -(2**31),
+        "kicks": U32, "file": -(2**31), "tag": U32,
     }  # fmt: skip
     for name, value in values.items():
         setattr(job, name, value)
