@@ -105,6 +105,10 @@ class BodyStore:
         self.read_ahead = 0  # bodies brought into memory before anyone asked
         self.errors = 0  # records that failed their check or could not be read
         self.evictions = 0
+        # on_resize(delta): told the bytes of bodies evicted (< 0) or read back
+        # into memory (> 0), for --max-memory's count; puts and deletes are
+        # counted by the storage itself.
+        self.on_resize: Callable[[int], None] | None = None
         if log.isEnabledFor(logging.INFO):
             self._report = loop.call_later(REPORT_EVERY, self._report_now)
 
@@ -139,8 +143,11 @@ class BodyStore:
             size -= len(job.body) + ENTRY_COST
             job.body = b""
             n += 1
+        freed = self.size - size - n * ENTRY_COST
         self.size = size
         self.evictions += n
+        if self.on_resize is not None:
+            self.on_resize(-freed)
 
     def _fill(self, job: Any, body: bytes) -> None:
         """A body read back: keep it if the job still lives and the cache has room."""
@@ -148,6 +155,8 @@ class BodyStore:
             return
         job.body = body
         self.admit(job)
+        if job.body and self.on_resize is not None:
+            self.on_resize(len(body))
 
     def warm(self) -> None:
         """At start-up: fill the cache with the bodies of the oldest live jobs.

@@ -123,6 +123,10 @@ class Server:
         self.new_job = self._new_job_within_memory
         self.store_job = s.put_counted
         self.delete = s.delete_counted
+        if self.bodies is not None:
+            # With -b only the bodies in memory count: the store reports the
+            # ones it drops from memory or reads back in.
+            self.bodies.on_resize = s.adjust_body_bytes
 
     def _new_job_within_memory(
         self, priority: int, delay: int, ttr: int, tube: Any, size: int = 0

@@ -388,6 +388,10 @@ class StorageService:
         """Whether a job with a body of size bytes fits under max_memory."""
         return self.body_bytes + size + (len(self.jobs) + 1) * self.job_overhead <= self.max_memory
 
+    def adjust_body_bytes(self, delta: int) -> None:
+        """With -b: bodies left memory (delta < 0) or were read back into it."""
+        self.body_bytes += delta
+
     def put_counted(self, job: Job) -> None:
         """put(), counting the body toward the job memory."""
         self.put(job)

@@ -406,3 +406,18 @@ def test_the_cache_figures_go_to_the_log_at_V_and_not_into_stats(tmp_path) -> No
         assert server.stop() == 0
     text = Path(err).read_text()
     assert "body cache: 1 bodies" in text and "of 1048576 bytes; hit rate 100.0%" in text, text
+
+
+def test_max_memory_counts_only_the_bodies_in_memory(tmp_path) -> None:
+    """--max-memory with -b: a body evicted from the cache no longer counts, so
+    put/delete rounds far beyond the bound never answer OUT_OF_MEMORY."""
+    server = start(str(tmp_path), "--max-memory", "300000", "--body-cache", "20000")
+    try:
+        c = Client(server)
+        for _ in range(4):
+            ids = [c.put(body_for(i, 1000)) for i in range(150)]
+            for jid in ids:
+                assert c.one(b"delete %d\r\n" % jid) == b"DELETED\r\n"
+        c.close()
+    finally:
+        server.stop()
