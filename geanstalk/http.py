@@ -77,8 +77,14 @@ class HttpEndpoint:
         ready: Callable[[], bool],
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         deadline: float = DEFAULT_DEADLINE,
+        adopt: Callable[[Server], None] | None = None,
     ) -> None:
-        self.server = server
+        # Called with every server this endpoint is given (a cluster node
+        # replaces the server when its leadership changes): wires metrics in.
+        self._adopt = adopt
+        self._server = server
+        if adopt is not None:
+            adopt(server)
         self._ready = ready
         # Further conditions for /readyz (cluster leadership, ...): append a
         # callable returning None when satisfied, or the reason it is not.
@@ -89,6 +95,16 @@ class HttpEndpoint:
         self.turned_away = 0
         self._listener: Any = None
         self._lag_task: asyncio.Task[None] | None = None
+
+    @property
+    def server(self) -> Server:
+        return self._server
+
+    @server.setter
+    def server(self, server: Server) -> None:
+        if server is not self._server and self._adopt is not None:
+            self._adopt(server)
+        self._server = server
 
     # --- life cycle ---------------------------------------------------------
 
@@ -265,7 +281,7 @@ async def start_endpoint(runner: Any) -> HttpEndpoint:
         runner.http_socket = sock
     instance = describe(runner.sockets[0]) if runner.sockets else cfg.listen_address
     ins = Instruments(OP_NAMES, cfg.metrics_tube_limit)
-    build_registry(
+    registry = build_registry(
         server,
         names=cfg.metrics_names,
         instance=instance if cfg.metrics_instance else None,
@@ -273,11 +289,22 @@ async def start_endpoint(runner: Any) -> HttpEndpoint:
         instruments=ins,
         listeners={"beanstalk": instance},
     )
-    server.connection_factory = connection_class(ins)
-    instrument_storage(server, ins)
-    if hasattr(server.journal, "observer"):
-        server.journal.observer = ins
-    endpoint = HttpEndpoint(server, ready=lambda: bool(runner.ready) and not runner.stopping)
+    factory = connection_class(ins)
+    # Listeners make connections with the server's factory; a cluster node
+    # with the runner's.
+    runner.connection_factory = factory
+
+    def adopt(new: Server) -> None:
+        new.metrics = registry
+        new.connection_factory = factory
+        if "_reserve" not in vars(new.storage):
+            instrument_storage(new, ins)
+        if hasattr(new.journal, "observer"):
+            new.journal.observer = ins
+
+    endpoint = HttpEndpoint(
+        server, ready=lambda: bool(runner.ready) and not runner.stopping, adopt=adopt
+    )
     await endpoint.start(sock)
     log.info("http: serving /metrics /healthz /readyz /stats.json on %s", describe(sock))
     return endpoint

@@ -182,3 +182,42 @@ def test_endpoint_without_metrics_registry_says_so() -> None:
         sock.close()
 
     asyncio.run(main())
+
+
+def test_a_replaced_server_gets_the_metrics_too() -> None:
+    """A cluster node replaces the runner's server when leadership changes,
+    and hands the endpoint the new one: it is measured and scraped as well."""
+
+    async def main() -> None:
+        from geanstalk.server import Server
+
+        port = free_port()
+        runner = Runner(
+            ServerConfig(listen="127.0.0.1", port=0, http=f"127.0.0.1:{port}"),
+            install_signals=False,
+        )
+        await runner.start()
+        assert runner.http is not None
+        old = runner.server
+        new = Server(asyncio.get_running_loop())
+        runner.http.server = new
+        assert new.metrics is old.metrics is not None
+        assert runner.connection_factory is new.connection_factory
+        conn = runner.connection_factory(new)
+        from test_exposition import Transport
+
+        conn.connection_made(Transport())
+        conn.data_received(b"put 0 0 60 1\r\nx\r\nreserve\r\n")
+        reply = await _fetch(port, "/metrics")
+        assert b'geanstalk_command_duration_seconds_count{cmd="put",instance=' in reply
+        assert b"cmd_put{" in reply and b"} 1.0\n" in reply
+        waits = [
+            line
+            for line in reply.split(b"\n")
+            if line.startswith(b"geanstalk_job_wait_seconds_count")
+        ]
+        assert len(waits) == 1 and waits[0].endswith(b" 1.0")
+        runner.server = new
+        await runner.stop()
+
+    asyncio.run(main())
