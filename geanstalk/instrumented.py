@@ -144,12 +144,18 @@ def instrument_storage(server: Server, ins: Instruments) -> None:
     storage = server.storage
     reserve = storage._reserve
     wait_histogram = ins.wait_histogram
+    by_tube = ins.job_wait
 
     def measured(client: Client, job: Job, now: float) -> None:
         if not job.reserves and not job.kicks:
-            h = wait_histogram(job.tube.name)
+            name = job.tube.name
+            h = by_tube.get(name) or wait_histogram(name)
             if h is not None:
-                h.observe(max(now - job.created_at - job.delay, 0.0))
+                waited = now - job.created_at - job.delay
+                if waited < 0.0:
+                    waited = 0.0
+                h.counts[bisect_left(h.bounds, waited)] += 1
+                h.sum += waited
         reserve(client, job, now)
 
     storage._reserve = measured  # type: ignore[method-assign]
