@@ -78,3 +78,48 @@ def test_reserve_then_delete(benchmark, any_bench: Bench) -> None:  # type: igno
     benchmark.pedantic(_run, setup=setup, rounds=rounds, iterations=1)
     replies = any_bench.replies()
     assert replies.count(b"DELETED\r\n") == ROUND * rounds
+
+
+def _per_command_ns(kind: str, scenario: str) -> float:
+    """Process CPU time per command of one round, on a fresh bench."""
+    import time
+
+    b = Bench() if kind == "plain" else InstrumentedBench()
+    commands = ROUND
+    if scenario == "put-pipelined":
+        feeds = _feeds(b, [PUT * 100] * (ROUND // 100))
+    elif scenario == "put-single":
+        feeds = _feeds(b, [PUT] * ROUND)
+    else:
+        for _ in range(ROUND // 100):
+            b.conns[0].data_received(PUT * 100)
+        b.replies()
+        feeds = []
+        for first in range(1, 1 + ROUND, len(b.conns)):
+            feeds += [(c.data_received, b"reserve-with-timeout 0\r\n") for c in b.conns]
+            feeds += [
+                (c.data_received, b"delete %d\r\n" % (first + i)) for i, c in enumerate(b.conns)
+            ]
+        commands = 2 * ROUND
+    started = time.process_time()
+    _run(feeds)
+    took = time.process_time() - started
+    b.close()
+    return took / commands * 1e9
+
+
+def main(rounds: int = 30) -> None:
+    """`python benchmarks/test_instrumented_bench.py`: the minimum over
+    interleaved rounds, plain against instrumented, per scenario."""
+    for scenario in ("put-pipelined", "put-single", "reserve-delete"):
+        best = {"plain": float("inf"), "instrumented": float("inf")}
+        for i in range(rounds):
+            order = ("plain", "instrumented") if i % 2 else ("instrumented", "plain")
+            for kind in order:
+                best[kind] = min(best[kind], _per_command_ns(kind, scenario))
+        p, q = best["plain"], best["instrumented"]
+        print(f"| {scenario} | {p:.0f} | {q:.0f} | {q / p:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
