@@ -149,6 +149,14 @@ class Runner:
                 jobs, next_id = recover()
             server.restore(jobs, next_id)
             log.info("recovered %d jobs from the binlog", len(jobs))
+            used = server.bound_figures()["job-memory"]
+            if cfg.max_memory and used > cfg.max_memory:
+                log.warning(
+                    "recovered jobs take %d bytes, over --max-memory %d: "
+                    "puts answer OUT_OF_MEMORY until jobs are deleted",
+                    used,
+                    cfg.max_memory,
+                )
         if self.install_signals:
             self._install_signals()
         for sock in self.sockets:

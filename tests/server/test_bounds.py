@@ -18,6 +18,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -431,3 +432,25 @@ def test_jobs_restored_then_forgotten_leave_the_job_memory_as_it_was() -> None:
     assert storage.memory_allows(BODY)
     storage.max_memory = 3 * PER_JOB - 1
     assert not storage.memory_allows(BODY)
+
+
+def test_a_binlog_over_the_bound_is_recovered_whole_and_refuses_puts(tmp_path: Path) -> None:
+    binlog = str(tmp_path / "binlog")
+    os.mkdir(binlog)
+    log = str(tmp_path / "stderr")
+    body = b"k" * BODY
+    with running("geanstalk", "-b", binlog, "-f", "0") as server:
+        s = server.connect()
+        assert _ask(s, b"put 0 0 60 %d\r\n%b\r\n" % (BODY, body) * 5, 5).count(b"INSERTED") == 5
+        s.close()
+    # Restarted with room for two: all five come back, puts are refused.
+    bound = str(2 * PER_JOB)
+    with running("geanstalk", "-b", binlog, "--max-memory", bound, stderr_path=log) as server:
+        s = server.connect()
+        assert _stat(s, "current-jobs-ready") == 5
+        assert _ask(s, b"put 0 0 60 1\r\nx\r\n") == b"OUT_OF_MEMORY\r\n"
+        for jid in (1, 2, 3, 4):
+            assert _ask(s, b"delete %d\r\n" % jid) == b"DELETED\r\n"
+        assert _ask(s, b"put 0 0 60 1\r\nx\r\n") == b"INSERTED 6\r\n"
+        s.close()
+    assert "over --max-memory" in _log(log)
