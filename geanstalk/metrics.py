@@ -363,6 +363,61 @@ def collect_bounds(server: Server) -> Iterator[Family]:
     )
 
 
+def collect_body_cache(server: Server) -> Iterator[Family]:
+    """The -b body cache (geanstalk/bodystore.py); zeros without -b."""
+    inst = server.metrics.instance_labels()  # type: ignore[union-attr]
+    c = server.body_cache_stats()
+    yield gauge(
+        "geanstalk_body_cache_limit_bytes",
+        "--body-cache: bytes of job bodies kept in memory at most with -b (0 without -b).",
+        c.get("body-cache-limit-bytes", 0),
+        inst,
+    )
+    yield gauge(
+        "geanstalk_body_cache_bytes",
+        "Bytes the cached bodies take (each charged its length plus its bookkeeping).",
+        c.get("body-cache-bytes", 0),
+        inst,
+    )
+    yield gauge(
+        "geanstalk_body_cache_bodies",
+        "Job bodies in memory; the others are read back from the binlog when asked for.",
+        c.get("body-cache-bodies", 0),
+        inst,
+    )
+    for key, name, text in (
+        ("body-cache-hits", "geanstalk_body_cache_hits", "Bodies asked for and found in memory."),
+        (
+            "body-cache-misses",
+            "geanstalk_body_cache_misses",
+            "Bodies asked for that had to be read back from the binlog.",
+        ),
+        (
+            "body-cache-evictions",
+            "geanstalk_body_cache_evictions",
+            "Bodies dropped from memory to keep the cache within its limit.",
+        ),
+        ("body-reads", "geanstalk_body_reads", "Reads of the binlog for bodies (one brings many)."),
+        (
+            "body-reads-inline",
+            "geanstalk_body_reads_inline",
+            "Of those, reads the page cache served on the event loop (RWF_NOWAIT).",
+        ),
+        ("body-read-bytes", "geanstalk_body_read_bytes", "Bytes read back for bodies."),
+        (
+            "body-read-ahead",
+            "geanstalk_body_read_ahead",
+            "Bodies brought into memory by read-ahead before a command asked for them.",
+        ),
+        (
+            "body-read-errors",
+            "geanstalk_body_read_errors",
+            "Bodies that failed their checksum or could not be read (answered INTERNAL_ERROR).",
+        ),
+    ):
+        yield counter(name, text, c.get(key, 0), inst)
+
+
 def build_registry(
     server: Server,
     names: str = "beanstalkd-exporter",
@@ -385,4 +440,4 @@ def build_registry(
 
 # Collectors every endpoint has, after the stats ones. Add yours here or
 # register it at start-up (see the module's docstring).
-BUILTIN_COLLECTORS: list[Collector] = [collect_geanstalk, collect_bounds]
+BUILTIN_COLLECTORS: list[Collector] = [collect_geanstalk, collect_bounds, collect_body_cache]
