@@ -235,14 +235,12 @@ def cluster_pids(etcd: EtcdCluster, nodes: Nodes) -> dict[str, int]:
         else:
             standby += 1
             pids[f"standby node {standby}"] = n.proc.pid  # type: ignore[union-attr]
+    # The nodes send every request to the first endpoint while it answers:
+    # that member also runs the JSON gateway's work for them.
     etcd_leader = etcd.leader()
-    follower = 0
-    for m in etcd.members:
-        if m is etcd_leader:
-            pids["etcd leader"] = m.pid
-        else:
-            follower += 1
-            pids[f"etcd follower {follower}"] = m.pid
+    for i, m in enumerate(etcd.members):
+        role = "leader" if m is etcd_leader else "follower"
+        pids[f"etcd {m.name} ({role}{', endpoint' if i == 0 else ''})"] = m.pid
     return pids
 
 
