@@ -412,12 +412,15 @@ class EtcdClient:
         prefix: bool = False,
         start_revision: int = 0,
         progress_notify: bool = False,
+        idle_timeout: float | None = None,
     ) -> AsyncIterator[WatchBatch]:
         """The changes to key (or every key under it) from start_revision on, in order.
 
         Runs until the caller stops iterating (or cancels); raises Compacted if
-        start_revision is gone, EtcdUnavailable if the stream breaks, so the
-        caller re-watches from the revision after the last one it saw.
+        start_revision is gone, EtcdUnavailable if the stream breaks or, with
+        idle_timeout, stays silent that long (a hung member keeps its socket
+        open), so the caller re-watches from the revision after the last one
+        it saw.
         """
         create: dict[str, Any] = {"key": _enc(key)}
         if prefix:
@@ -435,7 +438,9 @@ class EtcdClient:
                 url,
                 data=body,
                 headers={"Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.timeout, sock_read=idle_timeout
+                ),
             )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             self._rotate(index)
@@ -449,7 +454,7 @@ class EtcdClient:
             while True:
                 try:
                     chunk = await resp.content.readany()
-                except (aiohttp.ClientError, OSError) as exc:
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                     self._rotate(index)
                     raise EtcdUnavailable(f"etcd watch {url}: {exc!r}") from exc
                 if not chunk:

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("geanstalk.cluster")
 
 SNAPSHOT_PAGE = 2000
+# Every live node rewrites its members key each second, so a watch of the
+# cluster's prefix that hears nothing this long is stuck (a paused etcd
+# member keeps its sockets open): it is started again on another member.
+WATCH_IDLE_SECONDS = 5.0
 RETRY_DELAY = 0.2
 
 
@@ -95,7 +99,10 @@ class Follower:
         while True:
             try:
                 async for batch in self._client.watch(
-                    self._keys.prefix, prefix=True, start_revision=self.applied + 1
+                    self._keys.prefix,
+                    prefix=True,
+                    start_revision=self.applied + 1,
+                    idle_timeout=WATCH_IDLE_SECONDS,
                 ):
                     if batch.events:
                         self.apply(batch.events)

@@ -246,3 +246,38 @@ def test_nothing_is_acknowledged_past_the_lease_deadline(etcd1, cluster_name: st
             await client.delete(k.prefix, prefix=True)
 
     run(main)
+
+
+def test_a_follower_behind_a_compaction_starts_from_a_fresh_snapshot(
+    etcd1, cluster_name: str
+) -> None:  # type: ignore[no-untyped-def]
+    k = keys.Keys(cluster_name)
+
+    async def main() -> None:
+        async with etcd.EtcdClient(etcd1.endpoints) as client:
+            lease, epoch = await _leader(client, k)
+            server = _server(client, k)
+            journal = server.journal
+            assert isinstance(journal, EtcdJournal)
+            journal.arm(epoch, lease, 1)
+            follower = Follower(client, k, lambda: _server(client, k))
+            first = await follower.snapshot()
+            reset: list[Server] = []
+            follower.on_reset = reset.append
+            tube = server.storage.tube(b"default")
+            for i in range(5):
+                job = server.new_job(i, 0, 60, tube)
+                job.body = b"%d" % i
+                server.put(job)
+                await _durable(server)  # one revision each
+            # History up to now is gone: the follower's next revision was compacted.
+            await client.compact(journal.last_revision)
+            following = asyncio.ensure_future(follower.run())
+            await asyncio.wait_for(follower.wait_applied(journal.last_revision), 10)
+            following.cancel()
+            assert len(reset) == 1 and reset[0] is follower.server and reset[0] is not first
+            assert _state(reset[0]) == _state(server)
+            await lease.revoke()
+            await client.delete(k.prefix, prefix=True)
+
+    run(main)
