@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
 _b64 = base64.b64encode
-_unb64 = base64.b64decode
+_a2b = binascii.a2b_base64
 
 # gRPC status codes etcd answers with (through the gateway's "code").
 CODE_UNAVAILABLE = 14
@@ -72,8 +73,9 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\0"  # every key
 
 
-@dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(NamedTuple):
+    """One key as etcd stores it (a tuple: a standby makes one per change it follows)."""
+
     key: bytes
     value: bytes = b""
     create_revision: int = 0
@@ -83,18 +85,18 @@ class KeyValue:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> KeyValue:
+        get = d.get
         return cls(
-            _unb64(d.get("key", "")),
-            _unb64(d.get("value", "")),
-            int(d.get("create_revision", 0)),
-            int(d.get("mod_revision", 0)),
-            int(d.get("version", 0)),
-            int(d.get("lease", 0)),
+            _a2b(get("key", "")),
+            _a2b(get("value", "")),
+            int(get("create_revision", 0)),
+            int(get("mod_revision", 0)),
+            int(get("version", 0)),
+            int(get("lease", 0)),
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One change seen by a watch: ``deleted`` is False for a put."""
 
     deleted: bool
