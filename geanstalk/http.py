@@ -287,7 +287,7 @@ async def start_endpoint(runner: Any) -> HttpEndpoint:
         instance=instance if cfg.metrics_instance else None,
         tube_cap=cfg.metrics_tube_limit,
         instruments=ins,
-        listeners={"beanstalk": instance},
+        listeners={"beanstalk": instance, **({"tls": "tls"} if cfg.tls_listen else {})},
     )
     factory = connection_class(ins)
     # Listeners make connections with the server's factory; a cluster node

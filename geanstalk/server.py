@@ -269,8 +269,16 @@ class Server:
         return len(self.storage.tube_list)
 
     def connection_listeners(self) -> list[str]:
-        """The listener each open connection came through."""
-        return [getattr(c, "listener", "beanstalk") for c in self.connections]
+        """The listener each open connection came through: "tls" for one
+        with a TLS transport, else its class's listener ("beanstalk")."""
+        names = []
+        for c in self.connections:
+            t = getattr(c, "transport", None)
+            if t is not None and t.get_extra_info("ssl_object") is not None:
+                names.append("tls")
+            else:
+                names.append(getattr(c, "listener", "beanstalk"))
+        return names
 
     def bound_figures(self) -> dict[str, int]:
         """The resource bounds as configured (0: off), the job memory counted

@@ -72,3 +72,31 @@ def test_no_tls_metrics_without_tls(tmp_path) -> None:
         assert tls_metrics(http) == {}
     finally:
         server.stop()
+
+
+def test_connections_by_listener(tls_server, pki) -> None:
+    """geanstalk_connections tells the TLS listener's clients from the plain port's."""
+    http = free_port()
+    srv = tls_server(
+        "--tls-cert", pki.server_pem, "--tls-key", pki.server_pem, "--http", f"127.0.0.1:{http}"
+    )
+
+    def by_listener() -> dict[str, float]:
+        _, _, body = get(http, "/metrics")
+        return {
+            s.labels["listener"]: s.value
+            for fam in text_string_to_metric_families(body.decode())
+            for s in fam.samples
+            if s.name == "geanstalk_connections"
+        }
+
+    # The harness's start-up probes close in their own time.
+    eventually(lambda: by_listener() == {"beanstalk": 0, "tls": 0})
+    with srv.tls(pki.client_context()) as a, srv.tls(pki.client_context()) as b:
+        for s in (a, b):
+            s.sendall(b"list-tube-used\r\n")
+            assert recv_until(s) == b"USING default\r\n"
+        with socket.create_connection(("127.0.0.1", srv.plain_port), timeout=10) as plain:
+            plain.sendall(b"list-tube-used\r\n")
+            assert recv_until(plain) == b"USING default\r\n"
+            assert by_listener() == {"beanstalk": 1, "tls": 2}
