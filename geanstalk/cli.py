@@ -479,17 +479,7 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
                 f"{prog}: inherited listen socket from systemd; ignoring -l {opts.listen} -p {opts.port}",
                 file=sys.stderr,
             )
-    if not sockets and opts.plain:
-        try:
-            sockets = [make_socket(opts.listen, opts.port)]
-        except UsageError as exc:
-            print(f"{prog}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except OSError as exc:
-            print(
-                f"{prog}: cannot listen on {opts.listen} port {opts.port}: {exc}", file=sys.stderr
-            )
-            return 111
+    # The HTTP socket first: once the beanstalk port accepts, so does it.
     if opts.http and http_sock is None:
         try:
             host, sep, port = opts.http.rpartition(":")
@@ -501,6 +491,17 @@ def run(argv: list[str], prog: str, command: str | None = None) -> int:
             return EXIT_USAGE
         except OSError as exc:
             print(f"{prog}: cannot listen on {opts.http} (--http): {exc}", file=sys.stderr)
+            return 111
+    if not sockets and opts.plain:
+        try:
+            sockets = [make_socket(opts.listen, opts.port)]
+        except UsageError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:
+            print(
+                f"{prog}: cannot listen on {opts.listen} port {opts.port}: {exc}", file=sys.stderr
+            )
             return 111
     tls_socks = []
     for address in opts.tls_listen:
