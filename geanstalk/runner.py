@@ -236,11 +236,16 @@ class Runner:
 
         return admit
 
+    def _drain(self) -> None:
+        # The server of the moment: a cluster node replaces its engine.
+        if self.server is not None:
+            self.server.drain()
+
     def _install_signals(self) -> None:
         loop = self.loop
         server = self.server
         assert loop is not None and server is not None
-        loop.add_signal_handler(signal.SIGUSR1, server.drain)
+        loop.add_signal_handler(signal.SIGUSR1, self._drain)
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         if hasattr(signal, "SIGPIPE"):

@@ -146,6 +146,8 @@ class ClusterNode:
             if helper is not None and hasattr(helper, "server"):
                 helper.server = server
         if old is not None and old is not server:
+            if old.draining:
+                server.drain()  # SIGUSR1 holds for the node, not one engine
             old.timers.close()
             if old.connections:
                 self._drop_clients(old)

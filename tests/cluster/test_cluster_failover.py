@@ -197,12 +197,14 @@ def failover_rounds(
         try:
             for r in range(1, rounds + 1):
                 load.wait_acks(30)
-                leader = nodes.wait_leader(WAIT)
                 if etcd_kill_every and r % etcd_kill_every == 0:
                     member = etcd.members[r % len(etcd.members)]
                     member.kill()
                     load.wait_acks(10)
                     etcd.restart(member)
+                    # Losing its etcd endpoint mid-write may have made the leader step down.
+                    load.wait_acks(10)
+                leader = nodes.wait_leader(WAIT)
                 if pause_every and r % pause_every == 0:
                     leader.pause()
                     failed = time.monotonic()

@@ -3,6 +3,7 @@ leader, a graceful stop handing over, and no cluster code without --etcd."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -95,5 +96,28 @@ def test_standbys_relay_and_a_graceful_stop_hands_over(
             conn.delete(job[0])
         conn.close()
         assert got == {ids[i]: b"via %s" % n.name.encode() for i, n in enumerate(nodes.nodes)}
+    finally:
+        nodes.stop()
+
+
+def test_sigusr1_drains_a_cluster_leader(
+    etcd1: EtcdCluster, cluster_name: str, tmp_path: Path
+) -> None:
+    nodes = start_nodes(etcd1, cluster_name, tmp_path, 1)
+    try:
+        leader = nodes.wait_leader(WAIT)
+        conn = Beanstalk(leader.address)
+        assert conn.put(b"before") >= 1
+        assert leader.proc is not None
+        leader.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + WAIT
+        while True:
+            conn.sock.sendall(b"put 0 0 60 5\r\nafter\r\n")
+            line = conn._line()
+            if line == b"DRAINING":
+                break
+            assert line.startswith(b"INSERTED") and time.monotonic() < deadline, line
+            time.sleep(0.05)
+        conn.close()
     finally:
         nodes.stop()
