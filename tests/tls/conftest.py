@@ -130,16 +130,30 @@ class TLSServer:
 
 
 def start_server(tmp_path: Path, *flags: str, plain: bool = True) -> TLSServer:
-    port, tls_port = free_port(), free_port()
-    stderr_path = str(tmp_path / f"server-{tls_port}.log")
-    argv = geanstalk_command(
-        "-V", "-l", "127.0.0.1", "-p", str(port), "--tls-listen", f"127.0.0.1:{tls_port}", *flags
-    )
-    proc = ServerProcess("geanstalk", argv, port if plain else tls_port, stderr_path=stderr_path)
-    proc.start()
-    if plain:
-        wait_for_port(tls_port, 10.0, proc.proc)
-    return TLSServer(proc, port, tls_port, stderr_path, plain)
+    """Start a server on two free ports. A port found free can be taken by
+    another process before the server binds it (exit 111): then try others."""
+    for attempt in range(3):
+        port, tls_port = free_port(), free_port()
+        if port == tls_port:
+            continue
+        stderr_path = str(tmp_path / f"server-{tls_port}.log")
+        argv = geanstalk_command(
+            "-V", "-l", "127.0.0.1", "-p", str(port),
+            "--tls-listen", f"127.0.0.1:{tls_port}", *flags,
+        )  # fmt: skip
+        proc = ServerProcess(
+            "geanstalk", argv, port if plain else tls_port, stderr_path=stderr_path
+        )
+        try:
+            proc.start()
+        except RuntimeError:
+            if attempt == 2 or proc.proc is None or proc.proc.returncode != 111:
+                raise
+            continue
+        if plain:
+            wait_for_port(tls_port, 10.0, proc.proc)
+        return TLSServer(proc, port, tls_port, stderr_path, plain)
+    raise RuntimeError("no two free ports")
 
 
 @pytest.fixture
