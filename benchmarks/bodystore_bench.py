@@ -171,7 +171,11 @@ def measure_put(
                 load = Load("put", 50, 100, batch=1, max_ops=2_000_000)
                 result = run_load(s.address, s.pid, load, seconds, 2)
             out[label].append(result.ops_per_s)
-            log(f"put     {label:10} -b -f 50 c50 b100: {result.ops_per_s:,.0f} put/s")
+            out.setdefault(label + "-cpu", []).append(result.cpu_us_per_op)
+            log(
+                f"put     {label:10} -b -f 50 c50 b100: {result.ops_per_s:,.0f} put/s, "
+                f"server CPU {result.cpu_us_per_op:.1f} us/put"
+            )
     return out
 
 
@@ -215,6 +219,15 @@ def slowest_stats_while_starting(
             return first, worst, answers
 
 
+def peak_rss(pid: int) -> int:
+    """VmHWM: the most resident memory the process has had (bytes)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def measure_big(jobs: int, tmp_dir: str | None) -> None:
     logdir = tempfile.mkdtemp(prefix="bodystore-big-", dir=tmp_dir)
     try:
@@ -227,7 +240,10 @@ def measure_big(jobs: int, tmp_dir: str | None) -> None:
         filled = fill(s.address, jobs, 1024, procs=2)
         log(f"big     put {filled} jobs of 1 KiB in {time.monotonic() - t0:.0f} s")
         rss = procfs.rss_bytes(s.pid)
-        log(f"big     RSS {rss / MiB:,.0f} MiB = {rss / filled:.0f} B/job (cache 256 MiB included)")
+        log(
+            f"big     RSS {rss / MiB:,.0f} MiB = {rss / filled:.0f} B/job (cache 256 MiB "
+            f"included), peak {peak_rss(s.pid) / MiB:,.0f} MiB"
+        )
         s.stop(timeout=600)
         s = ServerProcess("geanstalk", geanstalk_argv(None, *flags), port, extra={"jobs": filled})
         t0 = time.monotonic()
@@ -238,7 +254,8 @@ def measure_big(jobs: int, tmp_dir: str | None) -> None:
         rss = procfs.rss_bytes(s.pid)
         log(
             f"big     restart: every job back after {took:.1f} s; first stats after {first:.2f} s, "
-            f"slowest of {answers} stats {worst:.1f} ms; RSS {rss / MiB:,.0f} MiB"
+            f"slowest of {answers} stats {worst:.1f} ms; RSS {rss / MiB:,.0f} MiB "
+            f"({rss / filled:.0f} B/job), peak during replay {peak_rss(s.pid) / MiB:,.0f} MiB"
         )
         s.stop(timeout=600)
     finally:
@@ -276,6 +293,8 @@ def main() -> int:
     if "put" in only:
         p = measure_put(args.baseline, args.seconds, args.repeat, args.tmp_dir)
         med = {k: statistics.median(v) for k, v in p.items()}
+        cpu = ", ".join(f"{k[:-4]} {v:.1f}" for k, v in med.items() if k.endswith("-cpu"))
+        log(f"put     median server CPU us/put: {cpu}")
         line = f"put     median {med['geanstalk']:,.0f}/s"
         if "baseline" in med:
             line += (
