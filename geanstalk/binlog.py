@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import binlog_format as fmt
-from .binlog_replay import file_name, replay
+from .binlog_replay import LOCATION, file_name, replay
 from .bodystore import ENTRY_COST, BodyStore, default_cache_size
 from .errors import BinlogError
 
@@ -45,6 +45,7 @@ _STEP_SPAN = 1024 * 1024
 
 _JOB_FIELDS = fmt.JOB_FIELDS
 _JOB_FIXED = fmt.JOB_FIELDS.size
+_LOCATION = LOCATION
 _PREFIX_PACK = fmt.PREFIX.pack
 _PREFIX_SIZE = fmt.PREFIX_SIZE
 _MAX_TUBE = fmt.MAX_TUBE
@@ -277,32 +278,53 @@ class Binlog:
         self._order = found.max_order
         states = {fmt.READY: READY, fmt.DELAYED: DELAYED, fmt.RESERVED: READY, fmt.BURIED: BURIED}
         listed = []
-        # Index each file's jobs in record order, so compaction and read-ahead
-        # walk a file front to back.
-        for image, number in sorted(found.live.values(), key=lambda e: (e[1], e[0].offset)):
-            state = states[image.state]
+        tubes: dict[bytes, bytes] = {}
+        unpack_fields = _JOB_FIELDS.unpack_from
+        unpack_where = _LOCATION.unpack_from
+        index = found.index
+        # The index is in the order of the job records, so each file's jobs
+        # get their tags front to back; entries go as their Jobs are made.
+        for job_id in list(index):
+            entry = index.pop(job_id)
+            f = unpack_fields(entry, 0)
+            number, offset, size, updated = unpack_where(entry, _JOB_FIXED)
+            name = entry[_JOB_FIXED + _LOCATION.size :]
+            name = tubes.setdefault(name, name)
+            state = states[f[6]]
+            runnable_at = f[8]
             job = Job(
-                image.id,
-                priority=image.priority,
-                runnable_at=image.runnable_at if state == DELAYED else None,
-                ttr=image.ttr,
-                delay=image.delay,
-                created_at=image.created_at,
+                job_id,
+                priority=f[3],
+                runnable_at=runnable_at
+                if state == DELAYED and runnable_at == runnable_at
+                else None,
+                ttr=f[4],
+                delay=f[5],
+                created_at=f[7],
             )
             job.state = state
-            job.tube = image.tube
-            job.reserves, job.timeouts, job.releases, job.buries, job.kicks = image.counters
-            f = self._files[number]
+            job.tube = name
+            job.reserves, job.timeouts, job.releases, job.buries, job.kicks = f[9:14]
+            anchor = self._files[number]
             job.file = number
-            job.tag = len(f.jobs)
-            f.jobs.append(job)
-            f.offsets.append(image.offset)
-            f.sizes.append(image.size)
-            f.live += 1
-            self._live_bytes += image.size
-            if image.updated:
-                self._updates[image.id] = fmt.encode_update(image)
-            listed.append((image.order, job))
+            job.tag = len(anchor.jobs)
+            anchor.jobs.append(job)
+            anchor.offsets.append(offset)
+            anchor.sizes.append(size)
+            anchor.live += 1
+            self._live_bytes += size
+            if updated:
+                self._updates[job_id] = fmt.encode_update_fields(
+                    job_id,
+                    f[2],
+                    f[3],
+                    f[4],
+                    f[5],
+                    f[6],
+                    None if runnable_at != runnable_at else runnable_at,
+                    f[9:14],
+                )
+            listed.append((f[2], job))
         # The server takes buried jobs back in journal order.
         listed.sort(key=_first)
         jobs = [job for _, job in listed]
