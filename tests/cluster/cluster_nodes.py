@@ -51,9 +51,20 @@ class Node:
             self.proc.wait(10)
 
     def pause(self) -> None:
+        """SIGSTOP, and return only once the process is stopped (state T)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
         self.paused = True
+        stat = Path(f"/proc/{self.proc.pid}/stat")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                state = stat.read_text().rpartition(")")[2].split()[0]
+            except (OSError, IndexError):
+                return
+            if state in ("T", "t"):
+                return
+            time.sleep(0.001)
 
     def resume(self) -> None:
         assert self.proc is not None
