@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -248,10 +249,17 @@ def test_unix_socket_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "g.sock"
     proc = subprocess.Popen(geanstalk_command("-l", f"unix:{path}"), stderr=subprocess.DEVNULL)
     try:
+        # The socket file exists from bind(), before listen(): wait for a
+        # connection to be accepted, not for the file.
         deadline = time.monotonic() + 30
-        while not path.exists():
+        while True:
             assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(path))
+                    break
+                except OSError:
+                    time.sleep(0.01)
         result = run_cli(["put", "sock", "--body", "via unix", "-a", f"unix:{path}"])
         assert result.code == 0, result.err
         shown = run_cli(["job", result.text.strip(), "--json", "-a", f"unix:{path}"])
