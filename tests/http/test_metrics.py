@@ -310,3 +310,34 @@ def test_binlog_figures_and_fsync_histograms(tmp_path: object) -> None:
         assert got[("binlog_records_written", inst)] >= 5
     finally:
         s.server.stop()
+
+
+def test_restart_with_binlog_recovers_through_the_endpoints_path(tmp_path: object) -> None:
+    """With --http the binlog is read on a helper thread (so /healthz answers
+    meanwhile); the jobs come back all the same, and then /readyz is 200."""
+    s = start("-b", str(tmp_path))
+    try:
+        with s.server.connect() as c:
+            say(c, b"use kept\r\n")
+            for i in range(20):
+                assert say(c, b"put %d 0 60 4\r\njob%d\r\n" % (i, i % 10)).startswith(b"INSERTED")
+            assert say(c, b"bury 0 0\r\n") == b"NOT_FOUND\r\n"
+    finally:
+        assert s.server.stop() == 0
+    again = start("-b", str(tmp_path))
+    try:
+        # 503 until the replay is done and the listeners accept; then 200.
+        for _ in range(2000):
+            status, _, body = get(again.http, "/readyz")
+            if status == 200:
+                break
+            assert status == 503 and body.startswith(b"not ready: starting")
+            assert get(again.http, "/healthz")[0] == 200
+            time.sleep(0.01)
+        else:
+            pytest.fail("never ready")
+        with again.server.connect() as c:
+            assert stats_tube(c, "kept")["current-jobs-ready"] == "20"
+            assert say(c, b"peek-ready\r\n") == b"NOT_FOUND\r\n"  # default is empty
+    finally:
+        again.server.stop()
