@@ -367,6 +367,15 @@ def test_kill_9_under_load_loses_nothing_acknowledged(binlog_dir) -> None:
     assert ledger.deleted
 
 
+@pytest.mark.parametrize("cache_flags", [None], ids=["body-cache-8K"])
+def test_kill_9_under_load_with_a_small_cache(binlog_dir, cache_flags, monkeypatch) -> None:
+    """Most bodies are read back from the log (8 KiB of cache, read-ahead on)."""
+    monkeypatch.setattr(sys.modules[__name__], "CACHE_FLAGS", ("--body-cache", "8K"))
+    ledger = crash_rounds(binlog_dir, CRASH_ROUNDS // 2)
+    assert len(ledger.bodies) > CRASH_ROUNDS // 2
+    assert ledger.deleted
+
+
 @pytest.mark.stress
 def test_kill_9_stress(binlog_dir) -> None:
     crash_rounds(binlog_dir, STRESS_ROUNDS)
