@@ -385,7 +385,7 @@ class Connection(asyncio.Protocol):
         self._max_job_size = server.max_job_size
         self._put_job = server.store_job
         self._reserve_next = server.reserve_next
-        self.client = server.new_client(self._wake)
+        self.client = server.new_client(self)
         # Replies go out at once, or wait for the log to make them durable (-b).
         self._gated = server.gated
 
@@ -866,6 +866,10 @@ class Connection(asyncio.Protocol):
             self._schedule_resume()
         else:
             self._update_reading()
+
+    # The connection itself is its client's wake callable (client.wake(job,
+    # word)): a bound method kept per connection would cost 64 bytes more.
+    __call__ = _wake
 
     # --- commands ---------------------------------------------------------------
 

@@ -144,7 +144,7 @@ class StorageService:
         t = self.default
         client.use = t
         t.using += 1
-        client.watch.append(t)
+        client.watch = [t]  # sized for one (an append would make room for four)
         t.watching += 1
 
     def use(self, client: Client, name: bytes) -> Tube:
