@@ -18,19 +18,27 @@ is one, is passed as the libFuzzer dictionary.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 import atheris
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TARGET_NAMES = ("framing", "binlog", "tls_auth")
+TARGET_VARIABLE = "GEANSTALK_FUZZ_TARGET"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[1] not in ("framing", "binlog", "tls_auth"):
+    # libFuzzer runs this command again for -merge, -fork and -jobs, with
+    # its own flags and without the target's name: that comes by environment.
+    if len(argv) >= 2 and argv[1] in TARGET_NAMES:
+        name, flags = argv[1], argv[2:]
+        os.environ[TARGET_VARIABLE] = name
+    elif os.environ.get(TARGET_VARIABLE) in TARGET_NAMES:
+        name, flags = os.environ[TARGET_VARIABLE], argv[1:]
+    else:
         print(__doc__, file=sys.stderr)
         return 2
-    name = argv[1]
-    flags = argv[2:]
     with atheris.instrument_imports(include=["geanstalk"]):
         import geanstalk.auth
         import geanstalk.binlog
@@ -53,7 +61,9 @@ def main(argv: list[str]) -> int:
         scratch = os.path.join(HERE, "scratch", name)
         os.makedirs(scratch, exist_ok=True)
         flags = [*flags, scratch, os.path.join(HERE, "corpus", name)]
-    atheris.Setup([argv[0], *flags], target)
+    # The command libFuzzer's child processes run (it goes through sh).
+    command = f"{shlex.quote(sys.executable)} -m tests.fuzz.run"
+    atheris.Setup([command, *flags], target)
     try:
         atheris.Fuzz()
     finally:
