@@ -34,6 +34,7 @@ from . import binlog_format as fmt
 from .binlog_replay import LOCATION, file_name, replay
 from .bodystore import ENTRY_COST, BodyStore, default_cache_size
 from .errors import BinlogError
+from .journal import DurabilityWaiters
 
 log = logging.getLogger("geanstalk.binlog")
 
@@ -111,10 +112,6 @@ def _tube_name(tube: Any) -> bytes:
     return name
 
 
-def _seq_of(waiter: tuple[int, Callable[[], object]]) -> int:
-    return waiter[0]
-
-
 def _first(pair: tuple[int, Any]) -> int:
     return pair[0]
 
@@ -176,10 +173,7 @@ class Binlog:
         self._written = 0  # last record handed to the kernel
         self._synced = 0  # last record covered by an fsync (or written, with -F)
         self._durable = 0
-        # At most one per held connection, so a scan on release is cheap.
-        self._waiters: list[tuple[int, Callable[[], object]]] = []
-        self._waiters_max = 0  # highest seq waited for
-        self._waiters_sorted = True  # appended in seq order (the usual case)
+        self._waiters = DurabilityWaiters(loop, "binlog")
         self._off: float | None = None  # wall - monotonic, taken once per flush
 
         self._flush_handle: asyncio.Handle | None = None
@@ -678,37 +672,12 @@ class Binlog:
         if seq <= self._durable:
             self._loop.call_soon(callback)
         else:
-            self._waiters.append((seq, callback))
-            if seq >= self._waiters_max:
-                self._waiters_max = seq
-            else:
-                self._waiters_sorted = False
+            self._waiters.add(seq, callback)
 
     def _set_durable(self, seq: int) -> None:
         self._durable = seq
-        waiters = self._waiters
-        if not waiters:
-            return
-        if self._waiters_max <= seq:  # the usual case: everyone is released
-            self._waiters = []
-            self._waiters_max = 0
-            due = waiters
-            if not self._waiters_sorted:
-                due.sort(key=_seq_of)
-                self._waiters_sorted = True
-        else:
-            due = [w for w in waiters if w[0] <= seq]
-            if not due:
-                return
-            self._waiters = [w for w in waiters if w[0] > seq]
-            due.sort(key=_seq_of)
-        for _, callback in due:
-            try:
-                callback()
-            except Exception as exc:
-                self._loop.call_exception_handler(
-                    {"message": "binlog durability callback failed", "exception": exc}
-                )
+        if self._waiters:
+            self._waiters.release(seq)
 
     # --- reclaiming space ----------------------------------------------------------
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from geanstalk.cluster import etcd
 from geanstalk.cluster.keys import Keys, encode_job, encode_next_id
+from geanstalk.journal import DurabilityWaiters
 
 if TYPE_CHECKING:
     from geanstalk.core import Job
@@ -74,10 +75,6 @@ class LeaseClock(Protocol):
     """What the journal needs of the leader's lease (leader.Lease)."""
 
     deadline: float
-
-
-def _seq_of(waiter: tuple[int, Callable[[], object]]) -> int:
-    return waiter[0]
 
 
 class _Txn:
@@ -145,9 +142,7 @@ class EtcdJournal:
         self._max_id = 0  # highest id journaled by this leader
         self._off: float | None = None
         self._flush_handle: asyncio.Handle | None = None
-        self._waiters: list[tuple[int, Callable[[], object]]] = []
-        self._waiters_max = 0
-        self._waiters_sorted = True
+        self._waiters = DurabilityWaiters(loop, "cluster journal")
         self._idle: asyncio.Event | None = None
 
         self.records_written = 0
@@ -238,11 +233,7 @@ class EtcdJournal:
         if seq <= self._durable:
             self._loop.call_soon(callback)
             return
-        self._waiters.append((seq, callback))
-        if seq >= self._waiters_max:
-            self._waiters_max = seq
-        else:
-            self._waiters_sorted = False
+        self._waiters.add(seq, callback)
 
     def stats(self) -> dict[str, int]:
         # The binlog's fields, so `stats` prints what the reference prints.
@@ -403,29 +394,8 @@ class EtcdJournal:
 
     def _set_durable(self, seq: int) -> None:
         self._durable = seq
-        waiters = self._waiters
-        if not waiters:
-            return
-        if self._waiters_max <= seq:
-            self._waiters = []
-            self._waiters_max = 0
-            due = waiters
-            if not self._waiters_sorted:
-                due.sort(key=_seq_of)
-                self._waiters_sorted = True
-        else:
-            due = [w for w in waiters if w[0] <= seq]
-            if not due:
-                return
-            self._waiters = [w for w in waiters if w[0] > seq]
-            due.sort(key=_seq_of)
-        for _, callback in due:
-            try:
-                callback()
-            except Exception as exc:
-                self._loop.call_exception_handler(
-                    {"message": "cluster journal durability callback failed", "exception": exc}
-                )
+        if self._waiters:
+            self._waiters.release(seq)
 
     # --- for the node and tests -----------------------------------------------------
 
