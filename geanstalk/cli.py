@@ -539,8 +539,19 @@ def _preload(opts: ServerConfig, http: bool = False) -> None:
     import importlib
     import importlib.util
 
-    names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.runner"]
-    names.append("geanstalk.journal" if opts.binlog_dir is None else "geanstalk.binlog")
+    names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.runner", "geanstalk.accept"]
+    names += ["geanstalk.limits", "encodings.idna"]
+    if opts.binlog_dir is None:
+        names.append("geanstalk.journal")
+    else:
+        names += ["geanstalk.binlog", "geanstalk.bodystore", "geanstalk.beanstalkd_binlog"]
+        names.append("concurrent.futures.thread")  # the log's and the body store's threads
+    if opts.idle_timeout:
+        names.append("geanstalk.idle")
+    if opts.tls_listen:
+        names += ["ssl", "geanstalk.tls", "geanstalk.auth"]
+    if opts.etcd:
+        names += ["geanstalk.cluster.node", "geanstalk.cluster.relay", "aiohttp"]
     if http or opts.http or "NOTIFY_SOCKET" in os.environ:
         names += ["geanstalk.http", "geanstalk.metrics", "geanstalk.metrics_stats"]
         names += ["geanstalk.exposition", "geanstalk.instrumented", "geanstalk.systemd"]
