@@ -15,7 +15,9 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
 
 # How many of the latest operations a failure message shows.
 TRACE_LINES = 40
@@ -219,3 +221,18 @@ def run_programs(
         except ContractViolation as exc:
             exc.args = (f"{exc.args[0]}\n(seeded random program, seed {seed})",)
             raise
+
+
+class ContractTests:
+    """What the three contract classes share: the random-program settings
+    (see JobPriorityQueueTests) and the default ``make_job`` fixture."""
+
+    random_examples: ClassVar[int] = 100
+    random_length: ClassVar[int] = 60
+    use_hypothesis: ClassVar[bool | None] = None
+
+    @pytest.fixture
+    def make_job(self) -> Callable[..., Any]:
+        from geanstalk.core import Job
+
+        return Job

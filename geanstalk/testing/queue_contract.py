@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import pytest
 
 from geanstalk.errors import EmptyQueue, JobAlreadyExists, JobMissing
-from geanstalk.testing._contract import Rule, Trace, Traced, run_programs, show
+from geanstalk.testing._contract import ContractTests, Rule, Trace, Traced, run_programs, show
 
 U32 = 2**32 - 1
 
@@ -277,7 +277,7 @@ class QueueChecker:
         return out
 
 
-class JobPriorityQueueTests:
+class JobPriorityQueueTests(ContractTests):
     """The contract of a priority queue of jobs with O(log n) update and remove by id.
 
     Fixtures: ``make_queue`` (required) returns a callable making a fresh, empty
@@ -292,16 +292,7 @@ class JobPriorityQueueTests:
     ``thread_ops`` operations per thread in the thread test.
     """
 
-    random_examples: ClassVar[int] = 100
-    random_length: ClassVar[int] = 60
-    use_hypothesis: ClassVar[bool | None] = None
     thread_ops: ClassVar[int] = 2000
-
-    @pytest.fixture
-    def make_job(self) -> Callable[..., Any]:
-        from geanstalk.core import Job
-
-        return Job
 
     # --- empty queue, push, lookups ----------------------------------------------------
 

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, ClassVar
-
-import pytest
+from typing import Any
 
 from geanstalk.errors import JobAlreadyExists, JobMissing
-from geanstalk.testing._contract import Rule, Trace, Traced, run_programs, show
+from geanstalk.testing._contract import ContractTests, Rule, Trace, Traced, run_programs, show
 
 U64 = 2**64 - 1
 
@@ -160,7 +158,7 @@ class RegistryChecker:
         )
 
 
-class JobRegistryTests:
+class JobRegistryTests(ContractTests):
     """The contract of a registry of live jobs by id.
 
     Fixtures: ``make_registry`` (required) returns a callable making a fresh,
@@ -168,16 +166,6 @@ class JobRegistryTests:
     ``random_examples``, ``random_length`` and ``use_hypothesis`` tune the
     random-program test as in JobPriorityQueueTests.
     """
-
-    random_examples: ClassVar[int] = 100
-    random_length: ClassVar[int] = 60
-    use_hypothesis: ClassVar[bool | None] = None
-
-    @pytest.fixture
-    def make_job(self) -> Callable[..., Any]:
-        from geanstalk.core import Job
-
-        return Job
 
     def test_a_fresh_registry_is_empty(self, make_registry: Any) -> None:
         c = RegistryChecker(make_registry)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from geanstalk.errors import EmptyQueue, QueueAlreadyExists, QueueMissing
-from geanstalk.testing._contract import Rule, Trace, Traced, run_programs, show
+from geanstalk.testing._contract import ContractTests, Rule, Trace, Traced, run_programs, show
 from geanstalk.testing.queue_contract import sort_key
 
 U32 = 2**32 - 1
@@ -185,7 +185,7 @@ class TubesChecker:
         )
 
 
-class TubePriorityQueueTests:
+class TubePriorityQueueTests(ContractTests):
     """The contract of a priority queue of named job queues, ordered by their head jobs.
 
     Fixtures: ``make_tubes`` (required) returns a callable making a fresh, empty
@@ -195,21 +195,11 @@ class TubePriorityQueueTests:
     random-program test as in JobPriorityQueueTests.
     """
 
-    random_examples: ClassVar[int] = 100
-    random_length: ClassVar[int] = 60
-    use_hypothesis: ClassVar[bool | None] = None
-
     @pytest.fixture
     def make_queue(self) -> Callable[[], Any]:
         from geanstalk.core import JobHeap
 
         return JobHeap
-
-    @pytest.fixture
-    def make_job(self) -> Callable[..., Any]:
-        from geanstalk.core import Job
-
-        return Job
 
     def test_a_fresh_tube_queue_is_empty(self, make_tubes: Any, make_queue: Any) -> None:
         c = TubesChecker(make_tubes, make_queue)
