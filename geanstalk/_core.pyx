@@ -924,6 +924,32 @@ cdef class JobTable:
             _discard(&self._table, slot)
             Py_DECREF_ptr(<PyObject*>j)  # the caller's argument keeps it alive
 
+    def reserve(self, n):
+        """Make room for n jobs in all, so that adding up to that many does
+        not grow the table again; never shrinks it.
+
+        Growing moves every job into a table twice the size in one step (a
+        tenth of a second at ten million jobs, with nothing else running);
+        a caller about to add very many, like the binlog's replay at
+        start-up, moves the ones already here once, now, instead.
+        """
+        cdef Py_ssize_t want = n
+        cdef size_t size
+        cdef size_t target
+        if want < 0:
+            raise ValueError("reserve() needs a count >= 0")
+        if want > (<Py_ssize_t>1 << 40):
+            raise OverflowError(f"cannot reserve room for {want} jobs")
+        with cython.critical_section(self):
+            if self._table.slots == NULL:
+                _table_init(&self._table)
+            size = self._table.mask + 1
+            target = size
+            while target < 2 * <size_t>want:
+                target *= 2
+            if target > size:
+                _rehash(&self._table, target)
+
     def clear(self):
         cdef IdTable old
         cdef IdTable fresh

@@ -514,6 +514,14 @@ class JobTable:
                 raise JobAlreadyExists(f"a job with id {job._id} is already in this table")
             self._jobs[job._id] = job
 
+    def reserve(self, n: int) -> None:
+        """Room for n jobs in all. A dict cannot be sized ahead: this checks
+        the count as the compiled table does, and otherwise does nothing."""
+        if n < 0:
+            raise ValueError("reserve() needs a count >= 0")
+        if n > 1 << 40:
+            raise OverflowError(f"cannot reserve room for {n} jobs")
+
     def get(self, id: int, default: Job | None = None) -> Job | None:
         key = _key(id)
         with self._lock:

@@ -58,6 +58,9 @@ _DELETE_PACK = fmt.DELETE_FIELDS.pack
 _DELETE_LEN = fmt.DELETE_FIELDS.size
 _DELETE_CRC = _length_crc(_DELETE_LEN)
 _ENTRY_COST = ENTRY_COST
+# Python's thread switch interval while replay runs on a helper thread: how
+# long the event loop may wait for the GIL before it answers anything.
+LOADING_SWITCH_INTERVAL = 0.0005
 
 
 class _File:
@@ -116,8 +119,29 @@ def _first(pair: tuple[int, Any]) -> int:
     return pair[0]
 
 
-def _replay_without_bodies(directory: str) -> Any:
-    return replay(directory, with_bodies=False)
+class _Loaded:
+    """What Binlog._load() found and made, for _commit() to adopt."""
+
+    __slots__ = (
+        "disk_bytes",
+        "files",
+        "jobs",
+        "last_number",
+        "live_bytes",
+        "max_id",
+        "max_order",
+        "updates",
+    )
+
+    def __init__(self, max_id: int, max_order: int, last_number: int) -> None:
+        self.max_id = max_id
+        self.max_order = max_order
+        self.last_number = last_number
+        self.files: dict[int, _File] = {}  # oldest first
+        self.jobs: list[Any] = []  # in the order of their job records; buried in journal order
+        self.updates: dict[int, bytes] = {}
+        self.disk_bytes = 0
+        self.live_bytes = 0
 
 
 def _sync_files(closing: list[int], current: int | None, directory: int | None) -> None:
@@ -251,77 +275,119 @@ class Binlog:
         """Every live job as last journaled (wall-clock times), and the next job id."""
         if self._recovered:
             raise BinlogError("recover() may be called only once")
-        return self._take(replay(self._dir, with_bodies=False))
+        return self._commit(self._load())
 
     async def recover_async(self) -> tuple[list[Any], int]:
-        """recover(), reading the files on a helper thread so the event loop
-        keeps answering (the HTTP endpoint's /healthz) meanwhile."""
+        """recover(), doing the reading, the decoding and the making of the
+        jobs on a helper thread, so the event loop keeps answering meanwhile
+        (``stats`` on the beanstalk port, /healthz on the HTTP endpoint).
+
+        The loop thread needs the GIL for each answer: while the helper
+        thread runs, it is handed over after at most LOADING_SWITCH_INTERVAL
+        (Python's default, 5 ms, would make each answer wait that long).
+        """
         if self._recovered:
             raise BinlogError("recover() may be called only once")
-        found = await self._loop.run_in_executor(self._helper(), _replay_without_bodies, self._dir)
-        return self._take(found)
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous, LOADING_SWITCH_INTERVAL))
+        try:
+            loaded = await self._loop.run_in_executor(self._helper(), self._load)
+        finally:
+            sys.setswitchinterval(previous)
+        return self._commit(loaded)
 
-    def _take(self, found: Any) -> tuple[list[Any], int]:
-        """Adopt what replay() found: files, live jobs, the current file."""
+    def _load(self) -> _Loaded:
+        """Read the directory and make its live jobs, touching nothing the
+        loop thread reads: the files' indexes and the jobs are new objects
+        that _commit() adopts. Runs on a helper thread with recover_async().
+
+        Nothing here holds the GIL for long in one C call (the loop thread
+        must get it every millisecond or so): the replay's index is many
+        small dicts (see binlog_replay), each emptied once its jobs are made.
+        """
         from .core import BURIED, DELAYED, READY, Job
 
+        found = replay(self._dir, with_bodies=False)
+        loaded = _Loaded(found.max_id, found.max_order, found.last_number)
+        files = loaded.files
         for number, size in found.files:
-            self._files[number] = _File(number, size)
-            self._disk_bytes += size
-        self._max_id = found.max_id
-        self._order = found.max_order
+            files[number] = _File(number, size)
+            loaded.disk_bytes += size
         states = {fmt.READY: READY, fmt.DELAYED: DELAYED, fmt.RESERVED: READY, fmt.BURIED: BURIED}
-        listed = []
+        jobs = loaded.jobs
+        buried: list[tuple[int, int]] = []  # (journal order, place in jobs)
+        updates = loaded.updates
         tubes: dict[bytes, bytes] = {}
         unpack_fields = _JOB_FIELDS.unpack_from
         unpack_where = _LOCATION.unpack_from
-        index = found.index
-        # The index is in the order of the job records, so each file's jobs
-        # get their tags front to back; entries go as their Jobs are made.
-        for job_id in list(index):
-            entry = index.pop(job_id)
-            f = unpack_fields(entry, 0)
-            number, offset, size, updated = unpack_where(entry, _JOB_FIXED)
-            name = entry[_JOB_FIXED + _LOCATION.size :]
-            name = tubes.setdefault(name, name)
-            state = states[f[6]]
-            runnable_at = f[8]
-            job = Job(
-                job_id,
-                priority=f[3],
-                runnable_at=runnable_at
-                if state == DELAYED and runnable_at == runnable_at
-                else None,
-                ttr=f[4],
-                delay=f[5],
-                created_at=f[7],
-            )
-            job.state = state
-            job.tube = name
-            job.reserves, job.timeouts, job.releases, job.buries, job.kicks = f[9:14]
-            anchor = self._files[number]
-            job.file = number
-            job.tag = len(anchor.jobs)
-            anchor.jobs.append(job)
-            anchor.offsets.append(offset)
-            anchor.sizes.append(size)
-            anchor.live += 1
-            self._live_bytes += size
-            if updated:
-                self._updates[job_id] = fmt.encode_update_fields(
+        live_bytes = 0
+        # Segments and their entries are in the order of the job records,
+        # so each file's jobs get their tags front to back.
+        for entries in found.segments.values():
+            for job_id, entry in entries.items():
+                f = unpack_fields(entry, 0)
+                number, offset, size, updated = unpack_where(entry, _JOB_FIXED)
+                name = entry[_JOB_FIXED + _LOCATION.size :]
+                name = tubes.setdefault(name, name)
+                state = states[f[6]]
+                runnable_at = f[8]
+                job = Job(
                     job_id,
-                    f[2],
-                    f[3],
-                    f[4],
-                    f[5],
-                    f[6],
-                    None if runnable_at != runnable_at else runnable_at,
-                    f[9:14],
+                    priority=f[3],
+                    runnable_at=runnable_at
+                    if state == DELAYED and runnable_at == runnable_at
+                    else None,
+                    ttr=f[4],
+                    delay=f[5],
+                    created_at=f[7],
                 )
-            listed.append((f[2], job))
-        # The server takes buried jobs back in journal order.
-        listed.sort(key=_first)
-        jobs = [job for _, job in listed]
+                job.state = state
+                job.tube = name
+                job.reserves, job.timeouts, job.releases, job.buries, job.kicks = f[9:14]
+                anchor = files[number]
+                job.file = number
+                job.tag = len(anchor.jobs)
+                anchor.jobs.append(job)
+                anchor.offsets.append(offset)
+                anchor.sizes.append(size)
+                anchor.live += 1
+                live_bytes += size
+                if updated:
+                    updates[job_id] = fmt.encode_update_fields(
+                        job_id,
+                        f[2],
+                        f[3],
+                        f[4],
+                        f[5],
+                        f[6],
+                        None if runnable_at != runnable_at else runnable_at,
+                        f[9:14],
+                    )
+                if state == BURIED:
+                    buried.append((f[2], len(jobs)))
+                jobs.append(job)
+            entries.clear()
+        for shard in found.where.values():
+            shard.clear()
+        loaded.live_bytes = live_bytes
+        # The server takes buried jobs back in journal order (a kick takes
+        # the oldest first): they keep their places in the list, in that order.
+        if buried:
+            places = [place for _, place in buried]  # ascending: appended so
+            in_order = [jobs[place] for _, place in sorted(buried, key=_first)]
+            for place, job in zip(places, in_order, strict=True):
+                jobs[place] = job
+        self.bodies.warm(list(files.values()))
+        return loaded
+
+    def _commit(self, loaded: _Loaded) -> tuple[list[Any], int]:
+        """Adopt what _load() made (on the loop thread): files, jobs, the current file."""
+        self._files = loaded.files
+        self._disk_bytes = loaded.disk_bytes
+        self._live_bytes = loaded.live_bytes
+        self._updates = loaded.updates
+        self._max_id = loaded.max_id
+        self._order = loaded.max_order
         if self._files:
             self._cur = self._files[max(self._files)]
             path = self._path(self._cur.number)
@@ -330,12 +396,11 @@ class Binlog:
             except OSError as exc:
                 raise BinlogError(f"cannot open binlog file {path}: {exc.strerror}") from exc
         else:
-            self._new_file(found.last_number + 1, during_open=True)
+            self._new_file(loaded.last_number + 1, during_open=True)
         self._recovered = True
         self._blocked = False
-        self.bodies.warm()
         self._maybe_compact()
-        return jobs, self._max_id + 1
+        return loaded.jobs, self._max_id + 1
 
     # --- appending -----------------------------------------------------------------
 

@@ -41,19 +41,39 @@ _NAME = re.compile(r"binlog\.([1-9][0-9]*)\Z")
 # tube name's bytes.
 LOCATION = struct.Struct("<IQIB")
 
+# The index without bodies is kept in many small dicts rather than one: a
+# dict of ten million entries that grows copies its whole table in one step,
+# holding the GIL for a tenth of a second or more, while the server answers
+# `stats` from another thread during the replay. Entries are grouped by the
+# MiB of the file their record starts in (a "segment"), and a job's segment
+# is found in the dict of its range of 2**WHERE_SHIFT ids (consecutive ids
+# stay together: sharding by the low bits instead makes each lookup a cache
+# miss and the replay a third slower).
+SEGMENT_SHIFT = 20
+WHERE_SHIFT = 14
+
+
+def segment_key(number: int, offset: int) -> int:
+    """The key of the segment holding a record: they sort as the records lie."""
+    return (number << 32) | (offset >> SEGMENT_SHIFT)
+
 
 @dataclass
 class Replay:
     """The log's content: live jobs (by id, with the file of their job record).
 
     With bodies, ``live`` holds each job's image; without (what the server
-    uses: bodies stay in the log), ``index`` holds one compact bytes entry
+    uses: bodies stay in the log), ``segments`` holds one compact bytes entry
     per job instead (``JOB_FIELDS`` + ``LOCATION`` + tube name, about 130
-    bytes in all, a third of an image), in the order of their job records.
+    bytes in all, a third of an image): for each segment of the log, in log
+    order, the entries of the live jobs whose record lies there, in the order
+    of their records; ``where[job_id >> WHERE_SHIFT][job_id]`` is the
+    segment of a job's entry.
     """
 
     live: dict[int, tuple[JobImage, int]] = field(default_factory=dict)
-    index: dict[int, bytes] = field(default_factory=dict)
+    segments: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    where: dict[int, dict[int, int]] = field(default_factory=dict)
     files: list[tuple[int, int]] = field(default_factory=list)  # (number, size), oldest first
     max_id: int = 0
     max_order: int = 0
@@ -117,6 +137,8 @@ def _replay_file(
             return None
         raise BinlogCorrupt(path, 0, str(exc)) from exc
     offset = HEADER_SIZE
+    seg = key = -1
+    entries: dict[int, bytes] = {}
     while offset < len(data):
         try:
             record, next_offset = decode_record(view, offset, with_bodies)
@@ -138,7 +160,11 @@ def _replay_file(
                 record[1].size = next_offset - offset  # type: ignore[union-attr]
             _apply(record, number, result)
         else:
-            _index(record, view, number, offset, next_offset - offset, result)
+            if offset >> SEGMENT_SHIFT != seg:
+                seg = offset >> SEGMENT_SHIFT
+                key = segment_key(number, offset)
+                entries = result.segments.setdefault(key, {})
+            _index(record, view, key, entries, number, offset, next_offset - offset, result)
         offset = next_offset
     return offset
 
@@ -183,11 +209,18 @@ _TUBE_LEN = 14  # index of tube_len in JOB_FIELDS' fields
 
 
 def _index(
-    record: tuple[int, object], view: memoryview, number: int, offset: int, size: int, r: Replay
+    record: tuple[int, object],
+    view: memoryview,
+    key: int,
+    entries: dict[int, bytes],
+    number: int,
+    offset: int,
+    size: int,
+    r: Replay,
 ) -> None:
-    """_apply for an index without bodies: one bytes entry per live job."""
+    """_apply for an index without bodies: one bytes entry per live job, in
+    ``entries`` (the segment ``key`` of the record at offset)."""
     kind, value = record
-    index = r.index
     if kind == JOB:
         assert isinstance(value, JobImage)
         job_id = value.id
@@ -198,33 +231,46 @@ def _index(
             + LOCATION.pack(number, offset, size, 0)
             + bytes(view[start + _FIXED : start + _FIXED + tube_len])
         )
-        # Re-inserted at the end: the dict keeps the order of the job records.
-        index.pop(job_id, None)
-        index[job_id] = entry
+        where = r.where.get(job_id >> WHERE_SHIFT)
+        if where is None:
+            where = r.where[job_id >> WHERE_SHIFT] = {}
+        old = where.get(job_id)
+        if old is not None:
+            # A newer record of the job: its entry moves to the end (the
+            # segment's dict keeps the order of the records).
+            r.segments[old].pop(job_id, None)
+        where[job_id] = key
+        entries[job_id] = entry
         if job_id > r.max_id:
             r.max_id = job_id
         if value.order > r.max_order:
             r.max_order = value.order
     elif kind == DELETE:
         assert isinstance(value, int)
-        index.pop(value, None)
+        where = r.where.get(value >> WHERE_SHIFT)
+        old = where.pop(value, None) if where is not None else None
+        if old is not None:
+            r.segments[old].pop(value, None)
         if value > r.max_id:
             r.max_id = value
     else:
         job_id, order, priority, ttr, delay, state, runnable_at, counters = value  # type: ignore[misc]
         r.max_id = max(r.max_id, job_id)
         r.max_order = max(r.max_order, order)
-        entry = index.get(job_id)
-        if entry is None:  # its job was deleted later (see _apply)
+        where = r.where.get(job_id >> WHERE_SHIFT)
+        old = where.get(job_id) if where is not None else None
+        if old is None:  # its job was deleted later (see _apply)
             return
+        held = r.segments[old]
+        entry = held[job_id]
         f = list(JOB_FIELDS.unpack_from(entry, 0))
         f[2:7] = order, priority, ttr, delay, state
         f[8] = math.nan if runnable_at is None else runnable_at
         f[9:14] = counters
-        where = list(LOCATION.unpack_from(entry, _FIXED))
-        where[3] = 1
+        loc = list(LOCATION.unpack_from(entry, _FIXED))
+        loc[3] = 1
         tube = entry[_FIXED + LOCATION.size :]
-        index[job_id] = JOB_FIELDS.pack(*f) + LOCATION.pack(*where) + tube
+        held[job_id] = JOB_FIELDS.pack(*f) + LOCATION.pack(*loc) + tube
 
 
 def _truncate(path: str, size: int) -> None:

@@ -158,16 +158,18 @@ class BodyStore:
         if job.body and self.on_resize is not None:
             self.on_resize(len(body))
 
-    def warm(self) -> None:
+    def warm(self, files: list[_File]) -> None:
         """At start-up: fill the cache with the bodies of the oldest live jobs.
 
         A log whose bodies fit in the cache is then served from memory as
         before; a bigger one starts with the jobs a reserve is likely to want
         first. Reads whole stretches of each file (replay just read them, so
-        they are usually in the page cache).
+        they are usually in the page cache). Runs on the replay's helper
+        thread, before the binlog adopts ``files``: nothing else uses the
+        cache yet.
         """
         room = self.limit
-        for f in self._log.files():
+        for f in files:
             jobs, offsets, sizes = f.jobs, f.offsets, f.sizes
             tag, n = 0, len(jobs)
             while tag < n and room > 0:
@@ -181,7 +183,7 @@ class BodyStore:
                     end += 1
                 end = max(end, tag + 1)
                 stop = offsets[end - 1] + sizes[end - 1]
-                self._log.make_readable(f, stop)
+                # Nothing is written before recovery ends: no buffered records to flush.
                 data = memoryview(os.pread(self._fd(f), stop - start, start))
                 for t in range(tag, end):
                     job = jobs[t]

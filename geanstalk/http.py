@@ -129,6 +129,8 @@ class HttpEndpoint:
 
     def not_ready(self) -> str | None:
         if not self._ready():
+            if getattr(self.server, "loading", False):
+                return "loading the binlog"
             return "starting: binlog replay or listeners not done"
         if self.server.draining:
             return "draining"

@@ -406,6 +406,10 @@ class Connection(asyncio.Protocol):
         if self.server.output_cap < HIGH_WATER:
             transport.set_write_buffer_limits(high=self.server.output_cap)
         self.server.connected(self)
+        if self.server.loading:
+            # The journal is still loading: commands wait as if behind a
+            # blocked reserve (a `stats` at the head is answered: _hold).
+            self._state = S_WAIT
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._closed:
@@ -432,13 +436,65 @@ class Connection(asyncio.Protocol):
             self._append(data)
         else:
             self._buf = data
+        if self.server.loading and not self.client.waiting:
+            self._answer_while_loading()
         if len(self._buf) > INPUT_HOLD_MAX:
             self._update_reading()
+
+    def _answer_while_loading(self) -> None:
+        """While the journal loads at start-up, `stats` at the head of the
+        input is answered at once (a health check must not wait minutes for
+        a big log) and `quit` closes; the first other command waits for
+        loaded(), and everything after it waits behind it, so replies stay in
+        the order of the commands."""
+        buf = self._buf
+        pos = 0
+        replies = []
+        quit_ = False
+        while True:
+            if buf.startswith(b"stats\r\n", pos):
+                replies.append(self._stats(b"stats", 5))
+                pos += 7
+            elif buf.startswith(b"quit\r\n", pos):
+                quit_ = True
+                pos = len(buf)
+                break
+            else:
+                break
+        if pos:
+            self._buf = buf[pos:] if pos < len(buf) else b""
+        if replies:
+            reply = b"".join(replies)
+            if self._gated:
+                self._emit(reply)
+            else:
+                self._write(reply)
+        if quit_:
+            self._state = S_CLOSE
+            self._closed_by_us()
+        elif self._eof and not self._buf:
+            self._finish_loading_eof()
+
+    def _finish_loading_eof(self) -> None:
+        """A half-closed client with nothing held: close now, not after the load."""
+        self._state = S_COMMAND
+        self._finish_eof()
+        self._flush()
+
+    def loaded(self) -> None:
+        """The journal is loaded (Server.loaded): run the commands that waited."""
+        if self._state != S_WAIT or self.client.waiting or self._closed or self._stopping:
+            return
+        self._state = S_COMMAND
+        self._carry_on()
 
     def eof_received(self) -> bool:
         self._eof = True
         self.client.halfclosed = True
-        if self._state == S_WAIT:
+        if self.server.loading and self._state == S_WAIT and not self.client.waiting:
+            if not self._buf:
+                self._finish_loading_eof()
+        elif self._state == S_WAIT:
             # 1.12 answers a blocked reserve of a half-closed client at once.
             self.server.lock.cancel(self.client)
         else:
@@ -857,6 +913,10 @@ class Connection(asyncio.Protocol):
             self._emit(reply)
         else:
             self._write(reply)
+        self._carry_on()
+
+    def _carry_on(self) -> None:
+        """After a wait: go on with the input that came meanwhile."""
         if self._eof and not self._buf:
             # Half-closed with nothing more to answer: close now, not a loop
             # iteration later.

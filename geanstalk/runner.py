@@ -7,11 +7,16 @@ use the same Runner on an event loop of their own. Optional capabilities
 from ``stop()`` with a few lines each, importing their module only when
 their option is set, so a plain server loads none of them.
 
-Start-up order: journal opened and replayed, facade built, listeners
-accepting, then ``ready`` is true and the ``on_ready`` hooks run (for
-example systemd's READY=1). Stop order: ``on_stopping`` hooks, no new
-connections or commands, every earned reply out after the journal is
-synced, connections closed.
+Start-up order: journal opened, facade built, listeners accepting, then
+the journal is loaded (``on_loading`` hooks first, e.g. systemd's STATUS):
+replay on a helper thread, then the jobs handed to the facade a batch per
+loop step. Meanwhile connections are accepted and `stats` is answered,
+while their other commands wait (protocol.Connection._answer_while_loading),
+so a big log keeps health checks answered and clients queued rather than
+refused. Then ``ready`` is true and the ``on_ready`` hooks run (systemd's
+READY=1). A stop asked for during the load ends it at the next batch.
+Stop order: ``on_stopping`` hooks, no new connections or commands, every
+earned reply out after the journal is synced, connections closed.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ Hook = Callable[["Runner"], "Awaitable[None] | None"]
 LISTEN_BACKLOG = 1024
 # How long the graceful stop waits for closing transports to flush.
 STOP_FLUSH_SECONDS = 2.0
+# While the journal's jobs are handed to the facade, the loop answers
+# connections at least this often (seconds).
+RESTORE_SLICE = 0.002
 
 
 class Runner:
@@ -72,6 +80,7 @@ class Runner:
         self.listeners: list[Listener] = []
         self.ready = False
         self.stopping = False
+        self.on_loading: list[Hook] = []
         self.on_ready: list[Hook] = []
         self.on_stopping: list[Hook] = []
         # The HTTP endpoint's socket (inherited from systemd, or bound by
@@ -140,38 +149,68 @@ class Runner:
             from geanstalk.http import start_endpoint
 
             self.http = await start_endpoint(self)
-        recover = getattr(journal, "recover", None)
-        if recover is not None:
-            if self.http is not None and hasattr(journal, "recover_async"):
-                # The endpoint answers /healthz while the log is read.
-                jobs, next_id = await journal.recover_async()
-            else:
-                jobs, next_id = recover()
-            server.restore(jobs, next_id)
-            log.info("recovered %d jobs from the binlog", len(jobs))
-            used = server.bound_figures()["job-memory"]
-            if cfg.max_memory and used > cfg.max_memory:
-                log.warning(
-                    "recovered jobs take %d bytes, over --max-memory %d: "
-                    "puts answer OUT_OF_MEMORY until jobs are deleted",
-                    used,
-                    cfg.max_memory,
-                )
+        loading = journal is not None and hasattr(journal, "recover")
+        server.loading = loading
         if self.install_signals:
             self._install_signals()
         for sock in self.sockets:
             await self.add_listener(sock, factory)
+        if cfg.tls_listen:
+            from geanstalk.tls import TLSService
+
+            self.tls = await TLSService.start(self)
+        if loading:
+            assert journal is not None
+            await self._run_hooks(self.on_loading)
+            if not await self._load(server, journal):
+                return  # a stop came first
         if cfg.idle_timeout:
             from geanstalk.idle import IdleSweeper
 
             self._idle = IdleSweeper(server, cfg.idle_timeout)
             self._idle.start()
-        if cfg.tls_listen:
-            from geanstalk.tls import TLSService
-
-            self.tls = await TLSService.start(self)
         self.ready = True
         await self._run_hooks(self.on_ready)
+
+    async def _load(self, server: Server, journal: Any) -> bool:
+        """Replay the journal into the server; False when a stop cut it short."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        log.info("loading the binlog")
+        recover_async = getattr(journal, "recover_async", None)
+        if recover_async is not None:
+            jobs, next_id = await recover_async()
+        else:
+            jobs, next_id = journal.recover()
+        read = loop.time()
+        until = read + RESTORE_SLICE
+        for _ in server.restoring(jobs, next_id):
+            if loop.time() >= until:
+                await asyncio.sleep(0)
+                if self._stop.done():
+                    log.info("stopped while loading the binlog")
+                    return False
+                until = loop.time() + RESTORE_SLICE
+        if self._stop.done():
+            return False
+        log.info(
+            "recovered %d jobs from the binlog in %.1f s (%.1f s reading the log)",
+            len(jobs),
+            loop.time() - began,
+            read - began,
+        )
+        cap = self.config.max_memory
+        used = server.bound_figures()["job-memory"]
+        if cap and used > cap:
+            log.warning(
+                "recovered jobs take %d bytes, over --max-memory %d: "
+                "puts answer OUT_OF_MEMORY until jobs are deleted",
+                used,
+                cap,
+            )
+        server.loaded()
+        return True
 
     async def add_listener(
         self,
@@ -343,10 +382,18 @@ def serve(
             from geanstalk.systemd import attach
 
             attach(runner)
+        # Loading a big binlog makes millions of long-lived objects: the
+        # collector would scan them over and over, in pauses that hold the
+        # GIL (and so the answers to `stats` during the load). It is off for
+        # the load; what the load made is then frozen out of later passes.
+        gc.disable()
         try:
             await runner.start()
+            gc.enable()
+            gc.freeze()
             await runner.wait()
         finally:
+            gc.enable()
             await runner.stop()
         return 0
 

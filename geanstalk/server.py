@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geanstalk.config import DEFAULT_MAX_JOB_SIZE, DEFAULT_OUTPUT_CAP
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("geanstalk")
 
+# Jobs restored per step of Server.restoring(): about half a millisecond.
+RESTORE_BATCH = 1000
+
 __all__ = ["DEFAULT_MAX_JOB_SIZE", "DEFAULT_OUTPUT_CAP", "Peer", "Server"]
 
 
@@ -38,6 +41,8 @@ class Peer(Protocol):
     peer: str
 
     def stop_reading(self) -> None: ...
+
+    def loaded(self) -> None: ...
 
 
 class Server:
@@ -72,6 +77,10 @@ class Server:
         self.storage.schedule = self.timers.schedule
         self.lock.schedule = self.timers.schedule
         self.connections: set[Peer] = set()
+        # True while the journal loads at start-up (runner.py): connections
+        # made meanwhile get `stats` answered and hold their other commands
+        # until loaded().
+        self.loading = False
         # How often each resource bound was hit (read by the metrics endpoint).
         self.bounds = BoundCounters()
         self._memory_log = RateLimitedLog()
@@ -316,7 +325,24 @@ class Server:
 
     def restore(self, jobs: list[Job], next_id: int) -> None:
         """Take back the jobs a binlog recovered, then continue its ids."""
-        for job in jobs:
-            self.storage.restore(job)
+        for _ in self.restoring(jobs, next_id):
+            pass
+
+    def restoring(self, jobs: list[Job], next_id: int, batch: int = RESTORE_BATCH) -> Iterator[int]:
+        """restore(), a batch of jobs per step: yields how many are back so
+        far, so that the caller can let the event loop answer in between
+        (ten million jobs take seconds). The ids continue once it is done."""
+        self.storage.make_room(len(jobs))
+        restore = self.storage.restore
+        for start in range(0, len(jobs), batch):
+            for job in jobs[start : start + batch]:
+                restore(job)
+            yield min(start + batch, len(jobs))
         self.storage.next_id = max(self.storage.next_id, next_id, 1)
         self.timers.rearm()
+
+    def loaded(self) -> None:
+        """The journal is loaded: the commands held meanwhile go on, in order."""
+        self.loading = False
+        for conn in list(self.connections):
+            conn.loaded()

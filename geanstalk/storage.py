@@ -627,6 +627,11 @@ class StorageService:
         if not (t.using or t.watching):
             self._maybe_drop(t)
 
+    def make_room(self, n: int) -> None:
+        """n jobs are about to be restored: grow the id table once, now,
+        rather than in steps that each hold the loop (see JobTable.reserve)."""
+        self.jobs.reserve(len(self.jobs) + n)
+
     def restore(self, job: Job) -> None:
         """Take back a job recovered from the binlog (times in wall-clock seconds).
 

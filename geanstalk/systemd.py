@@ -151,8 +151,17 @@ def watchdog_interval() -> float | None:
     return int(usec) / 2_000_000
 
 
+# While the binlog loads, systemd's start timeout (TimeoutStartSec, 90 s by
+# default) is pushed this far ahead, every LOADING_EXTEND_EVERY seconds: a
+# log of ten million jobs takes minutes to load, and a unit killed for it
+# would never come up.
+LOADING_EXTEND_USEC = 30_000_000
+LOADING_EXTEND_EVERY = 10.0
+
+
 def attach(runner: Any, notifier: Notifier | None = None) -> Notifier:
-    """READY=1, STOPPING=1 and the watchdog, on a Runner's hooks."""
+    """READY=1, STOPPING=1, the watchdog, and the start timeout pushed
+    ahead while the binlog loads, on a Runner's hooks."""
     notifier = notifier or Notifier()
     interval = watchdog_interval()
     handle: list[Any] = []
@@ -161,7 +170,18 @@ def attach(runner: Any, notifier: Notifier | None = None) -> Notifier:
         notifier.notify("WATCHDOG=1")
         handle[:] = [runner.loop.call_later(interval, ping)]
 
+    def extend() -> None:
+        notifier.notify(f"EXTEND_TIMEOUT_USEC={LOADING_EXTEND_USEC}")
+        handle[:] = [runner.loop.call_later(LOADING_EXTEND_EVERY, extend)]
+
+    def on_loading(r: Any) -> None:
+        notifier.notify("STATUS=loading the binlog (stats is answered; other commands wait)")
+        extend()
+
     def on_ready(r: Any) -> None:
+        for h in handle:
+            h.cancel()
+        handle.clear()
         notifier.notify(f"READY=1\nSTATUS=accepting connections\nMAINPID={os.getpid()}")
         if interval is not None:
             ping()
@@ -172,6 +192,7 @@ def attach(runner: Any, notifier: Notifier | None = None) -> Notifier:
         handle.clear()
         notifier.notify("STOPPING=1\nSTATUS=stopping")
 
+    runner.on_loading.append(on_loading)
     runner.on_ready.append(on_ready)
     runner.on_stopping.append(on_stopping)
     return notifier

@@ -9,8 +9,22 @@ import weakref
 from types import ModuleType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from geanstalk.errors import JobMissing
+from geanstalk import _core_py
+from geanstalk.errors import JobAlreadyExists, JobMissing
+
+# Both implementations (the compiled one when built: the ``impl`` tests
+# report it missing), for the hypothesis tests, which cannot take the
+# function-scoped ``impl`` fixture.
+IMPLS: list[ModuleType] = [_core_py]
+try:
+    from geanstalk import _core as _compiled_core
+except ImportError:
+    pass
+else:
+    IMPLS.insert(0, _compiled_core)
 
 
 class Holder:
@@ -174,3 +188,52 @@ def test_a_job_in_a_table_can_be_in_a_heap_too(impl: ModuleType) -> None:
     assert heap.pop() is jobs[9] and table[9] is jobs[9]
     heap.remove(table.pop(4))
     assert len(heap) == 8 and len(table) == 9
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(0, 2**64 - 1)),
+            st.tuples(st.just("add"), st.integers(1, 400)),
+            st.tuples(st.just("remove"), st.integers(0, 50)),
+            st.tuples(st.just("reserve"), st.integers(0, 5000)),
+        ),
+        max_size=120,
+    )
+)
+def test_reserve_changes_nothing_but_room(ops: list[tuple[str, int]]) -> None:
+    """reserve(n) at any point, of any size, against a dict model: the table
+    holds exactly the model's jobs afterwards, and grows or shrinks as before."""
+    for impl in IMPLS:
+        table = impl.JobTable()
+        model: dict[int, object] = {}
+        for op, arg in ops:
+            if op == "add":
+                if arg in model:
+                    with pytest.raises(JobAlreadyExists):
+                        table.add(impl.Job(arg))
+                else:
+                    model[arg] = job = impl.Job(arg)
+                    table.add(job)
+            elif op == "remove":
+                if model:
+                    victim = sorted(model)[arg % len(model)]
+                    assert table.pop(victim) is model.pop(victim)
+            else:
+                table.reserve(len(table) + arg)
+            assert len(table) == len(model)
+        assert table == model
+        assert all(table[i] is job for i, job in model.items())
+
+
+def test_reserve_refuses_nonsense(impl: ModuleType) -> None:
+    table = impl.JobTable()
+    table.add(impl.Job(5))
+    with pytest.raises(ValueError):
+        table.reserve(-1)
+    with pytest.raises(OverflowError):
+        table.reserve(1 << 41)
+    table.reserve(0)  # never shrinks: the job is still there
+    table.reserve(100_000)
+    assert table.get(5) is not None and len(table) == 1

@@ -331,7 +331,9 @@ def test_restart_with_binlog_recovers_through_the_endpoints_path(tmp_path: objec
             status, _, body = get(again.http, "/readyz")
             if status == 200:
                 break
-            assert status == 503 and body.startswith(b"not ready: starting")
+            assert status == 503 and body.startswith(
+                (b"not ready: starting", b"not ready: loading")
+            )
             assert get(again.http, "/healthz")[0] == 200
             time.sleep(0.01)
         else:

@@ -169,3 +169,24 @@ def test_not_a_listening_socket_is_refused(tmp_path: Path) -> None:
     finally:
         b.close()
         m.stop()
+
+
+def test_the_start_timeout_is_pushed_ahead_while_the_binlog_loads(tmp_path: Path) -> None:
+    bs = listening()
+    bport = bs.getsockname()[1]
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    m = Manager(tmp_path, [bs], {}, "-b", str(logdir))
+    try:
+        got = m.wait_for("READY=1")
+        loading = [i for i, d in enumerate(got) if "STATUS=loading the binlog" in d]
+        extend = [i for i, d in enumerate(got) if "EXTEND_TIMEOUT_USEC=30000000" in d.split("\n")]
+        assert loading and extend, got
+        assert loading[0] <= extend[0] < len(got) - 1  # both before READY=1
+        with socket.create_connection(("127.0.0.1", bport), timeout=10) as c:
+            assert say(c, b"put 0 0 60 2\r\nhi\r\n") == b"INSERTED 1\r\n"
+        m.proc.send_signal(signal.SIGTERM)
+        m.wait_for("STOPPING=1")
+        assert m.proc.wait(20) == 0
+    finally:
+        m.stop()
