@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import logging
 import math
 import os
@@ -26,13 +27,13 @@ import sys
 import time
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import binlog_format as fmt
 from .binlog_replay import LOCATION, file_name, replay
-from .bodystore import ENTRY_COST, BodyStore, default_cache_size
+from .bodystore import ENTRY_COST, GENERATION, BodyStore, default_cache_size
 from .errors import BinlogError
 from .journal import DurabilityWaiters
 
@@ -58,6 +59,7 @@ _DELETE_PACK = fmt.DELETE_FIELDS.pack
 _DELETE_LEN = fmt.DELETE_FIELDS.size
 _DELETE_CRC = _length_crc(_DELETE_LEN)
 _ENTRY_COST = ENTRY_COST
+_GENERATION = GENERATION
 # Python's thread switch interval while replay runs on a helper thread: how
 # long the event loop may wait for the GIL before it answers anything.
 LOADING_SWITCH_INTERVAL = 0.0005
@@ -119,13 +121,31 @@ def _first(pair: tuple[int, Any]) -> int:
     return pair[0]
 
 
+class RecoveredJobs:
+    """The jobs a replay found, in the order the server takes them back:
+    iterable (more than once) and sized, kept in many short lists."""
+
+    __slots__ = ("_chunks", "_count")
+
+    def __init__(self, chunks: list[list[Any]], count: int) -> None:
+        self._chunks = chunks
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.chain.from_iterable(self._chunks)
+
+
 class _Loaded:
     """What Binlog._load() found and made, for _commit() to adopt."""
 
     __slots__ = (
+        "chunks",
+        "count",
         "disk_bytes",
         "files",
-        "jobs",
         "last_number",
         "live_bytes",
         "max_id",
@@ -138,7 +158,11 @@ class _Loaded:
         self.max_order = max_order
         self.last_number = last_number
         self.files: dict[int, _File] = {}  # oldest first
-        self.jobs: list[Any] = []  # in the order of their job records; buried in journal order
+        # The jobs in the order of their job records (buried ones among them
+        # in journal order), in one list per segment of the log: a single list
+        # of ten million would be copied whole as it grows, holding the GIL.
+        self.chunks: list[list[Any]] = []
+        self.count = 0
         self.updates: dict[int, bytes] = {}
         self.disk_bytes = 0
         self.live_bytes = 0
@@ -275,12 +299,15 @@ class Binlog:
         """Every live job as last journaled (wall-clock times), and the next job id."""
         if self._recovered:
             raise BinlogError("recover() may be called only once")
-        return self._commit(self._load())
+        jobs, next_id = self._commit(self._load())
+        return list(jobs), next_id
 
-    async def recover_async(self) -> tuple[list[Any], int]:
+    async def recover_async(self) -> tuple[RecoveredJobs, int]:
         """recover(), doing the reading, the decoding and the making of the
         jobs on a helper thread, so the event loop keeps answering meanwhile
         (``stats`` on the beanstalk port, /healthz on the HTTP endpoint).
+        The jobs come as an iterable with a length, not one list (see
+        RecoveredJobs).
 
         The loop thread needs the GIL for each answer: while the helper
         thread runs, it is handed over after at most LOADING_SWITCH_INTERVAL
@@ -314,8 +341,8 @@ class Binlog:
             files[number] = _File(number, size)
             loaded.disk_bytes += size
         states = {fmt.READY: READY, fmt.DELAYED: DELAYED, fmt.RESERVED: READY, fmt.BURIED: BURIED}
-        jobs = loaded.jobs
-        buried: list[tuple[int, int]] = []  # (journal order, place in jobs)
+        chunks = loaded.chunks
+        buried: list[tuple[int, int, int]] = []  # (journal order, chunk, place in it)
         updates = loaded.updates
         tubes: dict[bytes, bytes] = {}
         unpack_fields = _JOB_FIELDS.unpack_from
@@ -324,6 +351,9 @@ class Binlog:
         # Segments and their entries are in the order of the job records,
         # so each file's jobs get their tags front to back.
         for entries in found.segments.values():
+            if not entries:
+                continue
+            jobs: list[Any] = []
             for job_id, entry in entries.items():
                 f = unpack_fields(entry, 0)
                 number, offset, size, updated = unpack_where(entry, _JOB_FIXED)
@@ -364,23 +394,25 @@ class Binlog:
                         f[9:14],
                     )
                 if state == BURIED:
-                    buried.append((f[2], len(jobs)))
+                    buried.append((f[2], len(chunks), len(jobs)))
                 jobs.append(job)
             entries.clear()
+            chunks.append(jobs)
+            loaded.count += len(jobs)
         for shard in found.where.values():
             shard.clear()
         loaded.live_bytes = live_bytes
         # The server takes buried jobs back in journal order (a kick takes
         # the oldest first): they keep their places in the list, in that order.
         if buried:
-            places = [place for _, place in buried]  # ascending: appended so
-            in_order = [jobs[place] for _, place in sorted(buried, key=_first)]
-            for place, job in zip(places, in_order, strict=True):
-                jobs[place] = job
+            places = [(c, i) for _, c, i in buried]  # in list order: appended so
+            in_order = [chunks[c][i] for _, c, i in sorted(buried, key=_first)]
+            for (c, i), job in zip(places, in_order, strict=True):
+                chunks[c][i] = job
         self.bodies.warm(list(files.values()))
         return loaded
 
-    def _commit(self, loaded: _Loaded) -> tuple[list[Any], int]:
+    def _commit(self, loaded: _Loaded) -> tuple[RecoveredJobs, int]:
         """Adopt what _load() made (on the loop thread): files, jobs, the current file."""
         self._files = loaded.files
         self._disk_bytes = loaded.disk_bytes
@@ -400,7 +432,7 @@ class Binlog:
         self._recovered = True
         self._blocked = False
         self._maybe_compact()
-        return loaded.jobs, self._max_id + 1
+        return RecoveredJobs(loaded.chunks, loaded.count), self._max_id + 1
 
     # --- appending -----------------------------------------------------------------
 
@@ -417,8 +449,12 @@ class Binlog:
         if name.__class__ is not bytes:
             name = _tube_name(tube)
         body = job.body
-        if not body and job.file and self._anchored(job):
-            body = self.bodies.load(job)  # put again (not the server's way): body from the log
+        # Put again while live (not the server's way: it journals changes as
+        # updates): the body is cached already, or is read from the log and
+        # stays there. A new job (file 0, every put of the server) is admitted.
+        again = job.file and self._anchored(job)
+        if again and not body:
+            body = self.bodies.load(job)
         order = self._order = self._order + 1
         priority = job.priority
         ttr = job.ttr
@@ -477,7 +513,6 @@ class Binlog:
         if job.file:  # journaled before: this record is its new anchor
             self._unanchor(job, seq)
             self._updates.pop(job_id, None)
-            self.bodies.forget(job)
         jobs = cur.jobs
         job.tag = len(jobs)
         jobs.append(job)
@@ -487,13 +522,17 @@ class Binlog:
         self._live_bytes += size
         job.file = cur.number
         # The body joins the cache (BodyStore.admit, inline: this is every put).
-        bodies = self.bodies
-        if body:
+        if body and not again:
+            bodies = self.bodies
             cost = len(body) + _ENTRY_COST
             if cost > bodies.limit:
                 job.body = b""
             else:
-                bodies.lru[job] = None
+                newest = bodies.newest
+                newest.append(job)
+                if len(newest) >= _GENERATION:
+                    bodies.new_generation()
+                bodies.count += 1
                 bodies.size += cost
                 if bodies.size > bodies.limit:
                     bodies.evict()
@@ -540,11 +579,8 @@ class Binlog:
         self._live_bytes -= f.sizes[tag]
         if self._updates:
             self._updates.pop(job_id, None)
-        body = job.body
-        if body:
-            bodies = self.bodies
-            if bodies.lru.pop(job, 0) is None:
-                bodies.size -= len(body) + _ENTRY_COST
+        if job.body:
+            self.bodies.forget(job)
 
     def _anchored(self, job: Any) -> bool:
         """Whether job is live in this log (its index slot holds it)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,8 @@ MAX_READ_FDS = 128
 READ_THREADS = 4
 # How often the cache's figures go to the log at -V (seconds).
 REPORT_EVERY = 60.0
+# Cached jobs are queued in lists of at most this many (see BodyStore).
+GENERATION = 4096
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 _preadv = getattr(os, "preadv", None)
@@ -82,11 +84,22 @@ class BodyStore:
         self.limit = limit
         self._loop = loop
         self._ahead = min(READ_AHEAD, limit // 4)
-        # Cached jobs, least recently filled first. Invariant: a live job's
-        # non-empty body is in memory exactly when the job is in here. (The
-        # binlog's put and delete update lru and size inline, as admit and
-        # forget do.)
-        self.lru: OrderedDict[Any, None] = OrderedDict()
+        # Cached jobs, least recently filled first, for eviction: a queue of
+        # lists ("generations") of up to GENERATION jobs each, the oldest
+        # first, rather than one ordered dict, which would copy itself whole
+        # each time it doubled (a tenth of a second at three million bodies,
+        # with the event loop, or the GIL during the start-up warm-up, held).
+        # A live job's non-empty body is in memory exactly when the job is
+        # queued here once; a deleted job's body is dropped (forget) and its
+        # entry, now stale, is skipped when reached and swept out of the
+        # generations a few at a time once stale entries outnumber live ones.
+        # (The binlog's put and delete do admit's and forget's work inline.)
+        self.newest: list[Any] = []
+        self._generations: deque[list[Any]] = deque([self.newest])
+        self._head = 0  # entries before this in the oldest generation have gone
+        self._sweep = 0  # the generation the next sweep step cleans
+        self.count = 0  # bodies cached
+        self.stale = 0  # queued entries whose body has gone
         self.size = 0  # bytes charged: bodies plus ENTRY_COST each
         # job -> callbacks waiting for a read already in flight
         self._inflight: dict[Any, list[BodyCallback]] = {}
@@ -123,31 +136,88 @@ class BodyStore:
         if cost > self.limit:
             job.body = b""
             return
-        self.lru[job] = None
+        newest = self.newest
+        newest.append(job)
+        if len(newest) >= GENERATION:
+            self.new_generation()
+        self.count += 1
         size = self.size = self.size + cost
         if size > self.limit:
             self.evict()
 
+    def new_generation(self) -> None:
+        self.newest = []
+        self._generations.append(self.newest)
+
     def forget(self, job: Any) -> None:
-        """The job is gone from the log: its body leaves the cache."""
-        if job.body and self.lru.pop(job, 0) is None:
-            self.size -= len(job.body) + ENTRY_COST
+        """The job is gone from the log: its body leaves memory (and the cache)."""
+        body = job.body
+        if body:
+            job.body = b""
+            self.size -= len(body) + ENTRY_COST
+            self.count -= 1
+            self.stale += 1
+            if self.stale > self.count + GENERATION:
+                self.sweep_step()
+
+    def _oldest(self) -> Any:
+        """The queue's oldest entry, taken out; None when it is empty."""
+        generations = self._generations
+        while True:
+            gen = generations[0]
+            head = self._head
+            if head < len(gen):
+                job = gen[head]
+                gen[head] = None
+                self._head = head + 1
+                return job
+            self._head = 0
+            if len(generations) == 1:
+                gen.clear()
+                return None
+            generations.popleft()
+            self._sweep = max(0, self._sweep - 1)
 
     def evict(self) -> None:
-        lru = self.lru
         limit = self.limit
         size = self.size
         n = 0
-        while size > limit and lru:
-            job = lru.popitem(last=False)[0]
-            size -= len(job.body) + ENTRY_COST
+        freed = 0
+        while size > limit and self.count:
+            job = self._oldest()
+            body = job.body
+            if not body:  # deleted since it was queued
+                self.stale -= 1
+                continue
+            size -= len(body) + ENTRY_COST
+            freed += len(body)
             job.body = b""
+            self.count -= 1
             n += 1
-        freed = self.size - size - n * ENTRY_COST
         self.size = size
         self.evictions += n
         if self.on_resize is not None:
             self.on_resize(-freed)
+
+    def sweep_step(self) -> None:
+        """Drop the stale entries of one generation (order kept): at most
+        GENERATION entries looked at, so no step holds the loop for long."""
+        generations = self._generations
+        i = self._sweep if self._sweep < len(generations) else 0
+        gen = generations[i]
+        start = self._head if i == 0 else 0
+        kept = [job for job in gen[start:] if job.body]  # no None after the head
+        self.stale -= len(gen) - start - len(kept)
+        if i == 0:
+            self._head = 0
+        if kept or len(generations) == 1 or i == len(generations) - 1:
+            generations[i] = kept
+            if i == len(generations) - 1:
+                self.newest = kept
+            self._sweep = i + 1
+        else:
+            del generations[i]
+            self._sweep = i
 
     def _fill(self, job: Any, body: bytes) -> None:
         """A body read back: keep it if the job still lives and the cache has room."""
@@ -525,7 +595,7 @@ class BodyStore:
         return {
             "body-cache-limit-bytes": self.limit,
             "body-cache-bytes": self.size,
-            "body-cache-bodies": len(self.lru),
+            "body-cache-bodies": self.count,
             "body-cache-hits": self.hits,
             "body-cache-misses": self.misses,
             "body-cache-evictions": self.evictions,
@@ -540,7 +610,7 @@ class BodyStore:
         asked = self.hits + self.misses
         rate = 100.0 * self.hits / asked if asked else 100.0
         return (
-            f"body cache: {len(self.lru)} bodies, {self.size} of {self.limit} bytes; "
+            f"body cache: {self.count} bodies, {self.size} of {self.limit} bytes; "
             f"hit rate {rate:.1f}% ({self.hits} hits, {self.misses} misses); "
             f"{self.reads} reads ({self.reads_inline} from the page cache on the loop, "
             f"{self.read_bytes} bytes), {self.read_ahead} bodies read ahead, "

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
 from geanstalk.config import DEFAULT_MAX_JOB_SIZE, DEFAULT_OUTPUT_CAP
@@ -323,21 +324,30 @@ class Server:
         """A standby: the leader's journal deleted (or rewrote) job jid."""
         self.storage.forget(jid)
 
-    def restore(self, jobs: list[Job], next_id: int) -> None:
+    def restore(self, jobs: Iterable[Job], next_id: int) -> None:
         """Take back the jobs a binlog recovered, then continue its ids."""
         for _ in self.restoring(jobs, next_id):
             pass
 
-    def restoring(self, jobs: list[Job], next_id: int, batch: int = RESTORE_BATCH) -> Iterator[int]:
+    def restoring(
+        self, jobs: Iterable[Job], next_id: int, batch: int = RESTORE_BATCH
+    ) -> Iterator[int]:
         """restore(), a batch of jobs per step: yields how many are back so
         far, so that the caller can let the event loop answer in between
         (ten million jobs take seconds). The ids continue once it is done."""
-        self.storage.make_room(len(jobs))
+        if isinstance(jobs, Sized):
+            self.storage.make_room(len(jobs))
         restore = self.storage.restore
-        for start in range(0, len(jobs), batch):
-            for job in jobs[start : start + batch]:
+        pending = iter(jobs)
+        done = 0
+        while True:
+            before = done
+            for job in islice(pending, batch):
                 restore(job)
-            yield min(start + batch, len(jobs))
+                done += 1
+            if done == before:
+                break
+            yield done
         self.storage.next_id = max(self.storage.next_id, next_id, 1)
         self.timers.rearm()
 

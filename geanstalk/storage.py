@@ -400,8 +400,9 @@ class StorageService:
     def delete_counted(self, client: Client, jid: int) -> None:
         """delete(), taking the body off the job memory."""
         job = client.reserved.get(jid) or self.jobs.get(jid)
-        self.delete(client, jid)
-        self.body_bytes -= len(job.body)  # type: ignore[union-attr]
+        size = len(job.body) if job is not None else 0
+        self.delete(client, jid)  # with -b the log lets go of the body
+        self.body_bytes -= size
 
     def find_ready(self, client: Client) -> Job | None:
         """The job a reserve by client would get now: least (priority, id) over
