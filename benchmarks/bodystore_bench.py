@@ -143,8 +143,9 @@ def measure_drain(
                     s.address, s.pid, Load("reserve", conns, body, max_ops=filled), 600.0, 2
                 )
             out[label].append(result.ops_per_s)
+            limit = f"{size} B" if size < NO_LIMIT else "no limit"
             log(
-                f"drain   {label:6} cache {size if size < NO_LIMIT else 0:>11} B: "
+                f"drain   {label:6} cache {limit:>12}: "
                 f"{result.ops} of {filled} jobs in {result.seconds:.1f} s = "
                 f"{result.ops_per_s:,.0f} reserve+delete/s (page cache {state})"
             )

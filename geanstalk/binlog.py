@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import itertools
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ import sys
 import time
 import zlib
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -122,20 +122,24 @@ def _first(pair: tuple[int, Any]) -> int:
 
 
 class RecoveredJobs:
-    """The jobs a replay found, in the order the server takes them back:
-    iterable (more than once) and sized, kept in many short lists."""
+    """The jobs a replay found, in the order the server takes them back,
+    kept in many short lists; sized, and iterable once: each list is let go
+    as soon as it has been gone through (dropping ten million references at
+    the end, in one step, would hold the loop for tens of ms)."""
 
     __slots__ = ("_chunks", "_count")
 
     def __init__(self, chunks: list[list[Any]], count: int) -> None:
-        self._chunks = chunks
+        self._chunks: deque[list[Any]] = deque(chunks)
         self._count = count
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[Any]:
-        return itertools.chain.from_iterable(self._chunks)
+        chunks = self._chunks
+        while chunks:
+            yield from chunks.popleft()
 
 
 class _Loaded:
