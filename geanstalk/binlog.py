@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 import zlib
 from array import array
@@ -63,6 +64,8 @@ _GENERATION = GENERATION
 # Python's thread switch interval while replay runs on a helper thread: how
 # long the event loop may wait for the GIL before it answers anything.
 LOADING_SWITCH_INTERVAL = 0.0005
+# ... and the niceness of that thread (Linux sets it per thread).
+LOADING_NICE = 10
 
 
 class _File:
@@ -321,11 +324,20 @@ class Binlog:
             raise BinlogError("recover() may be called only once")
         previous = sys.getswitchinterval()
         sys.setswitchinterval(min(previous, LOADING_SWITCH_INTERVAL))
+        # A thread of its own, at a lower priority (Linux): when it and the
+        # loop want the same CPU, the loop's answers go first.
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binlog-load")
         try:
-            loaded = await self._loop.run_in_executor(self._helper(), self._load)
+            loaded = await self._loop.run_in_executor(loader, self._load_in_background)
         finally:
+            loader.shutdown(wait=False)
             sys.setswitchinterval(previous)
         return self._commit(loaded)
+
+    def _load_in_background(self) -> _Loaded:
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADING_NICE)
+        return self._load()
 
     def _load(self) -> _Loaded:
         """Read the directory and make its live jobs, touching nothing the

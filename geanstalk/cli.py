@@ -540,7 +540,7 @@ def _preload(opts: ServerConfig, http: bool = False) -> None:
     import importlib.util
 
     names = ["logging", "asyncio", "geanstalk.errors", "geanstalk.runner", "geanstalk.accept"]
-    names += ["geanstalk.limits", "encodings.idna"]
+    names += ["geanstalk.limits", "encodings.idna", "ctypes"]  # ctypes: runner.map_big_blocks
     if opts.binlog_dir is None:
         names.append("geanstalk.journal")
     else:

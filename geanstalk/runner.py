@@ -385,7 +385,7 @@ def map_big_blocks(threshold: int = BIG_BLOCK) -> bool:
         import ctypes
 
         return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, threshold))
-    except (AttributeError, OSError, ValueError):
+    except (AttributeError, ImportError, OSError, ValueError):
         return False
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import socket
+import time
 
 import pytest
 
@@ -273,3 +274,29 @@ def test_a_real_server_answers_stats_while_a_big_log_loads(tmp_path: pathlib.Pat
             assert _stat(reply, "current-jobs-reserved") == 1
     finally:
         second.stop(timeout=60)
+
+
+def test_restoring_hands_the_jobs_over_a_batch_at_a_time() -> None:
+    """What the runner does between batches is answer connections: after
+    each step of Server.restoring the facade shows the jobs back so far."""
+    from geanstalk.core import READY, Job
+    from geanstalk.server import Server
+
+    loop = asyncio.new_event_loop()
+    try:
+        server = Server(loop)
+        jobs = []
+        for i in range(2500):
+            job = Job(i + 1, priority=5, ttr=60, body=b"x", created_at=time.time())
+            job.tube, job.state = b"t", READY
+            jobs.append(job)
+        steps = server.restoring(iter(jobs), 9000, batch=1000)  # any iterable will do
+        seen = []
+        for done in steps:
+            doc = server.stats_doc()
+            seen.append((done, _stat(b"\n" + doc, "current-jobs-ready")))
+            assert server.storage.next_id <= 2501  # the ids continue only at the end
+        assert seen == [(1000, 1000), (2000, 2000), (2500, 2500)]
+        assert server.storage.next_id == 9000
+    finally:
+        loop.close()
