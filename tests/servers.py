@@ -29,6 +29,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening_socket(backlog: int = 64) -> socket.socket:
+    """A non-blocking socket listening on a free loopback port, for a Runner."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
 def geanstalk_command(*args: str) -> list[str]:
     """The argv that runs `geanstalk serve` from this interpreter."""
     return [sys.executable, "-m", "geanstalk", "serve", *args]

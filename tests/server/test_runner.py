@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import pathlib
-import socket
 
 import pytest
 
@@ -14,16 +13,9 @@ import geanstalk
 from geanstalk.cli import COMMANDS, LONG_OPTIONS, UsageError, main, parse_args
 from geanstalk.config import ServerConfig
 from geanstalk.runner import Runner
+from tests.servers import listening_socket
 
 PACKAGE = pathlib.Path(geanstalk.__file__).parent
-
-
-def _listening_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.setblocking(False)
-    return sock
 
 
 async def _talk(port: int, data: bytes, expect: int) -> bytes:
@@ -43,7 +35,7 @@ def test_runner_serves_then_stops_and_runs_its_hooks() -> None:
     events: list[str] = []
 
     async def scenario() -> None:
-        sock = _listening_socket()
+        sock = listening_socket()
         port = sock.getsockname()[1]
         runner = Runner(ServerConfig(), [sock], install_signals=False)
         runner.on_ready.append(lambda r: events.append(f"ready {r.ready}"))
@@ -69,7 +61,7 @@ def test_runner_with_a_binlog_recovers_jobs(tmp_path: pathlib.Path) -> None:
     cfg = ServerConfig(binlog_dir=str(tmp_path), fsync_ms=0)
 
     async def session(body: bytes | None) -> bytes:
-        sock = _listening_socket()
+        sock = listening_socket()
         runner = Runner(cfg, [sock], install_signals=False)
         await runner.start()
         try:
