@@ -226,31 +226,7 @@ def collect_geanstalk(server: Server) -> Iterator[Family]:
         conns.add(n, (*inst, ("listener", name)))
     yield conns
 
-    figures = server.journal_figures()
-    yield gauge(
-        "geanstalk_binlog_disk_bytes",
-        "Bytes the binlog's files take on disk (0 without a binlog).",
-        figures.get("disk-bytes", 0),
-        inst,
-    )
-    yield gauge(
-        "geanstalk_binlog_live_bytes",
-        "Bytes of the live jobs' records: the floor compaction works towards.",
-        figures.get("live-bytes", 0),
-        inst,
-    )
-    yield counter(
-        "geanstalk_binlog_compaction_steps",
-        "Compaction steps run (each copies a bounded batch of live jobs forward).",
-        figures.get("compaction-steps", 0),
-        inst,
-    )
-    yield counter(
-        "geanstalk_binlog_files_removed",
-        "Binlog files deleted once no live job needed them.",
-        figures.get("files-removed", 0),
-        inst,
-    )
+    yield from from_figures(server.journal_figures(), inst, BINLOG_FAMILIES)
 
     tubes = server.tube_count()
     yield gauge(
@@ -363,59 +339,114 @@ def collect_bounds(server: Server) -> Iterator[Family]:
     )
 
 
+# (kind, key in the figures, family name, help): families read from a dict
+# of figures (Server.journal_figures, Server.body_cache_stats), 0 when absent.
+FigureFamily = tuple[str, str, str, str]
+
+BINLOG_FAMILIES: tuple[FigureFamily, ...] = (
+    (
+        GAUGE,
+        "disk-bytes",
+        "geanstalk_binlog_disk_bytes",
+        "Bytes the binlog's files take on disk (0 without a binlog).",
+    ),
+    (
+        GAUGE,
+        "live-bytes",
+        "geanstalk_binlog_live_bytes",
+        "Bytes of the live jobs' records: the floor compaction works towards.",
+    ),
+    (
+        COUNTER,
+        "compaction-steps",
+        "geanstalk_binlog_compaction_steps",
+        "Compaction steps run (each copies a bounded batch of live jobs forward).",
+    ),
+    (
+        COUNTER,
+        "files-removed",
+        "geanstalk_binlog_files_removed",
+        "Binlog files deleted once no live job needed them.",
+    ),
+)
+
+BODY_CACHE_FAMILIES: tuple[FigureFamily, ...] = (
+    (
+        GAUGE,
+        "body-cache-limit-bytes",
+        "geanstalk_body_cache_limit_bytes",
+        "--body-cache: bytes of job bodies kept in memory at most with -b (0 without -b).",
+    ),
+    (
+        GAUGE,
+        "body-cache-bytes",
+        "geanstalk_body_cache_bytes",
+        "Bytes the cached bodies take (each charged its length plus its bookkeeping).",
+    ),
+    (
+        GAUGE,
+        "body-cache-bodies",
+        "geanstalk_body_cache_bodies",
+        "Job bodies in memory; the others are read back from the binlog when asked for.",
+    ),
+    (
+        COUNTER,
+        "body-cache-hits",
+        "geanstalk_body_cache_hits",
+        "Bodies asked for and found in memory.",
+    ),
+    (
+        COUNTER,
+        "body-cache-misses",
+        "geanstalk_body_cache_misses",
+        "Bodies asked for that had to be read back from the binlog.",
+    ),
+    (
+        COUNTER,
+        "body-cache-evictions",
+        "geanstalk_body_cache_evictions",
+        "Bodies dropped from memory to keep the cache within its limit.",
+    ),
+    (
+        COUNTER,
+        "body-reads",
+        "geanstalk_body_reads",
+        "Reads of the binlog for bodies (one brings many).",
+    ),
+    (
+        COUNTER,
+        "body-reads-inline",
+        "geanstalk_body_reads_inline",
+        "Of those, reads the page cache served on the event loop (RWF_NOWAIT).",
+    ),
+    (COUNTER, "body-read-bytes", "geanstalk_body_read_bytes", "Bytes read back for bodies."),
+    (
+        COUNTER,
+        "body-read-ahead",
+        "geanstalk_body_read_ahead",
+        "Bodies brought into memory by read-ahead before a command asked for them.",
+    ),
+    (
+        COUNTER,
+        "body-read-errors",
+        "geanstalk_body_read_errors",
+        "Bodies that failed their checksum or could not be read (answered INTERNAL_ERROR).",
+    ),
+)
+
+
+def from_figures(
+    figures: dict[str, int], labels: Labels, families: tuple[FigureFamily, ...]
+) -> Iterator[Family]:
+    for kind, key, name, text in families:
+        make = counter if kind == COUNTER else gauge
+        yield make(name, text, figures.get(key, 0), labels)
+
+
 def collect_body_cache(server: Server) -> Iterator[Family]:
     """The -b body cache (geanstalk/bodystore.py); zeros without -b."""
     inst = server.metrics.instance_labels()  # type: ignore[union-attr]
-    c = server.body_cache_stats()
-    yield gauge(
-        "geanstalk_body_cache_limit_bytes",
-        "--body-cache: bytes of job bodies kept in memory at most with -b (0 without -b).",
-        c.get("body-cache-limit-bytes", 0),
-        inst,
-    )
-    yield gauge(
-        "geanstalk_body_cache_bytes",
-        "Bytes the cached bodies take (each charged its length plus its bookkeeping).",
-        c.get("body-cache-bytes", 0),
-        inst,
-    )
-    yield gauge(
-        "geanstalk_body_cache_bodies",
-        "Job bodies in memory; the others are read back from the binlog when asked for.",
-        c.get("body-cache-bodies", 0),
-        inst,
-    )
-    for key, name, text in (
-        ("body-cache-hits", "geanstalk_body_cache_hits", "Bodies asked for and found in memory."),
-        (
-            "body-cache-misses",
-            "geanstalk_body_cache_misses",
-            "Bodies asked for that had to be read back from the binlog.",
-        ),
-        (
-            "body-cache-evictions",
-            "geanstalk_body_cache_evictions",
-            "Bodies dropped from memory to keep the cache within its limit.",
-        ),
-        ("body-reads", "geanstalk_body_reads", "Reads of the binlog for bodies (one brings many)."),
-        (
-            "body-reads-inline",
-            "geanstalk_body_reads_inline",
-            "Of those, reads the page cache served on the event loop (RWF_NOWAIT).",
-        ),
-        ("body-read-bytes", "geanstalk_body_read_bytes", "Bytes read back for bodies."),
-        (
-            "body-read-ahead",
-            "geanstalk_body_read_ahead",
-            "Bodies brought into memory by read-ahead before a command asked for them.",
-        ),
-        (
-            "body-read-errors",
-            "geanstalk_body_read_errors",
-            "Bodies that failed their checksum or could not be read (answered INTERNAL_ERROR).",
-        ),
-    ):
-        yield counter(name, text, c.get(key, 0), inst)
+    yield from from_figures(server.body_cache_stats(), inst, BODY_CACHE_FAMILIES)
 
 
 def build_registry(
