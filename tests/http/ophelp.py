@@ -81,3 +81,18 @@ def workload(sock: socket.socket) -> None:
     say(sock, b"list-tubes\r\n")
     say(sock, b"pause-tube gamma 100\r\n")
     say(sock, b"put 1 0 60 3\r\nabc\r\n")
+
+
+def metric_samples(port: int, *prefixes: str) -> dict[str, float]:
+    """GET /metrics, parsed with prometheus_client: each sample whose name
+    starts with one of prefixes, by name (callers importorskip the parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, body = get(port, "/metrics")
+    assert status == 200
+    return {
+        s.name: s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+        if s.name.startswith(prefixes)
+    }

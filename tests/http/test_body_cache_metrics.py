@@ -5,23 +5,15 @@ prometheus_client)."""
 from __future__ import annotations
 
 import pytest
-from ophelp import get, say
+from ophelp import metric_samples, say
 
 from tests.servers import free_port, geanstalk_server
 
 prometheus_client = pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 
 def _metrics(port: int) -> dict[str, float]:
-    status, _, body = get(port, "/metrics")
-    assert status == 200
-    return {
-        s.name: s.value
-        for fam in text_string_to_metric_families(body.decode())
-        for s in fam.samples
-        if s.name.startswith("geanstalk_body_")
-    }
+    return metric_samples(port, "geanstalk_body_")
 
 
 def test_body_cache_series(tmp_path) -> None:

@@ -8,25 +8,24 @@ import contextlib
 import time
 
 import pytest
-from ophelp import get, say
+from ophelp import metric_samples, say
 
 from geanstalk.storage import JOB_OVERHEAD
 from tests.servers import free_port, geanstalk_server
 
 prometheus_client = pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 
 def _metrics(port: int) -> dict[str, float]:
-    status, _, body = get(port, "/metrics")
-    assert status == 200
-    return {
-        s.name: s.value
-        for fam in text_string_to_metric_families(body.decode())
-        for s in fam.samples
-        if s.name.startswith(("geanstalk_max_", "geanstalk_job_memory", "geanstalk_connections_r"))
-        or s.name.startswith(("geanstalk_accept", "geanstalk_idle", "geanstalk_puts_out"))
-    }
+    return metric_samples(
+        port,
+        "geanstalk_max_",
+        "geanstalk_job_memory",
+        "geanstalk_connections_r",
+        "geanstalk_accept",
+        "geanstalk_idle",
+        "geanstalk_puts_out",
+    )
 
 
 def test_bounds_are_exported_and_count_what_happened() -> None:

@@ -17,18 +17,11 @@ prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
-from ophelp import get  # noqa: E402
+from ophelp import get, metric_samples  # noqa: E402
 
 
 def tls_metrics(port: int) -> dict[str, float]:
-    status, _, body = get(port, "/metrics")
-    assert status == 200
-    return {
-        s.name: s.value
-        for fam in text_string_to_metric_families(body.decode())
-        for s in fam.samples
-        if s.name.startswith("geanstalk_tls_")
-    }
+    return metric_samples(port, "geanstalk_tls_")
 
 
 def test_tls_counters_on_the_metrics_endpoint(tls_server, pki, tmp_path) -> None:
