@@ -37,6 +37,18 @@ async def _leader(client: etcd.EtcdClient, k: keys.Keys, name: str = "n1") -> tu
     return lease, info.epoch
 
 
+async def _armed_leader(
+    client: etcd.EtcdClient, k: keys.Keys, **kw: Any
+) -> tuple[Server, EtcdJournal, Lease]:
+    """The leader's server, its journal armed with the won epoch and lease."""
+    lease, epoch = await _leader(client, k)
+    server = _server(client, k, **kw)
+    journal = server.journal
+    assert isinstance(journal, EtcdJournal)
+    journal.arm(epoch, lease, 1)
+    return server, journal, lease
+
+
 async def _durable(server: Server) -> None:
     """Until every journaled change is committed (the protocol's reply gate, awaited)."""
     journal = server.journal
@@ -66,11 +78,7 @@ def test_every_transition_maps_to_its_key_and_back(etcd1, cluster_name: str) -> 
 
     async def main() -> None:
         async with etcd.EtcdClient(etcd1.endpoints) as client:
-            lease, epoch = await _leader(client, k)
-            server = _server(client, k)
-            journal = server.journal
-            assert isinstance(journal, EtcdJournal)
-            journal.arm(epoch, lease, 1)
+            server, journal, lease = await _armed_leader(client, k)
             # A standby following from before the first write.
             follower = Follower(client, k, lambda: _server(client, k))
             await follower.snapshot()
@@ -151,11 +159,7 @@ def test_group_commit_splits_by_operation_limit(etcd1, cluster_name: str) -> Non
 
     async def main() -> None:
         async with etcd.EtcdClient(etcd1.endpoints) as client:
-            lease, epoch = await _leader(client, k)
-            server = _server(client, k, max_ops=8, max_inflight=2)
-            journal = server.journal
-            assert isinstance(journal, EtcdJournal)
-            journal.arm(epoch, lease, 1)
+            server, journal, lease = await _armed_leader(client, k, max_ops=8, max_inflight=2)
             tube = server.storage.tube(b"default")
             ids = []
             for i in range(100):
@@ -230,11 +234,7 @@ def test_nothing_is_acknowledged_past_the_lease_deadline(etcd1, cluster_name: st
 
     async def main() -> None:
         async with etcd.EtcdClient(etcd1.endpoints) as client:
-            lease, epoch = await _leader(client, k)
-            server = _server(client, k)
-            journal = server.journal
-            assert isinstance(journal, EtcdJournal)
-            journal.arm(epoch, lease, 1)
+            _, journal, lease = await _armed_leader(client, k)
             fenced: list[str] = []
             journal.on_fenced = fenced.append
             assert journal.pending() == journal.durable() == 0
@@ -255,11 +255,7 @@ def test_a_follower_behind_a_compaction_starts_from_a_fresh_snapshot(
 
     async def main() -> None:
         async with etcd.EtcdClient(etcd1.endpoints) as client:
-            lease, epoch = await _leader(client, k)
-            server = _server(client, k)
-            journal = server.journal
-            assert isinstance(journal, EtcdJournal)
-            journal.arm(epoch, lease, 1)
+            server, journal, lease = await _armed_leader(client, k)
             follower = Follower(client, k, lambda: _server(client, k))
             first = await follower.snapshot()
             reset: list[Server] = []

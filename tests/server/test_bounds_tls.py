@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import pytest
 
 from geanstalk.config import ServerConfig
-from geanstalk.protocol import LINE_MAX, Connection
+from geanstalk.protocol import LINE_MAX
 from geanstalk.runner import Runner
+from tests.server.test_bounds import _Recording
 
 T = TypeVar("T")
 OPENSSL = shutil.which("openssl")
@@ -54,18 +55,6 @@ def _run(loop_kind: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         uvloop = pytest.importorskip("uvloop")
         return uvloop.run(main())  # type: ignore[no-any-return]
     return asyncio.run(main())
-
-
-class _Recording(Connection):
-    __slots__ = ("most_held",)
-
-    def __init__(self, server: object) -> None:
-        super().__init__(server)  # type: ignore[arg-type]
-        self.most_held = 0
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self.most_held = max(self.most_held, len(self._buf))
 
 
 async def _tls_runner(
